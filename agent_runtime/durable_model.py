@@ -1,0 +1,55 @@
+"""A `Model` wrapper that makes every turn a durable step: recorded turns are replayed, not requested again."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import ModelResponse
+from agents.models.interface import Model
+
+from agent_runtime.journal import RunJournal, TurnUsage
+from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
+
+
+class DurableModel(Model):
+    """Wraps the real model (offline or an endpoint) for one run.
+
+    Turns are numbered in the order the SDK asks for them; since recorded responses are replayed verbatim,
+    a resumed run asks for the same turns in the same order and reaches the first unrecorded one.
+    """
+
+    def __init__(self, inner: Model, *, model_name: str, journal: RunJournal) -> None:
+        self.inner = inner
+        self.model_name = model_name
+        self.journal = journal
+        self._next_turn = 1
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        turn = self._next_turn
+        self._next_turn += 1
+        recorded = await self.journal.replay_turn(turn)
+        if recorded is not None:
+            return response_from_snapshot(recorded)
+        await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs))
+        try:
+            response = await self.inner.get_response(*args, **kwargs)
+        except Exception as exc:
+            await self.journal.fail_turn(turn, {"type": type(exc).__name__, "message": str(exc)[:2000]})
+            raise
+        usage = TurnUsage(input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens)
+        await self.journal.end_turn(turn, response_to_snapshot(response), usage)
+        return response
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError("durable runs do not stream: each turn is persisted whole")
+
+
+def _request_snapshot(
+    system_instructions: str | None, input: Any, model_settings: Any, tools: list[Any], *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    return {
+        "instructions": system_instructions,
+        "input": to_jsonable(input),
+        "tools": [getattr(tool, "name", str(tool)) for tool in tools],
+    }

@@ -1,0 +1,43 @@
+"""The seam between the runtime and whoever persists a run (the orchestrator).
+
+The runtime asks the journal before every model turn whether that turn is already recorded (replay, no new
+request, no new cost) and hands every tool call to it; the journal decides whether a call runs, is replayed,
+or suspends the run (backoff, handoff, cancellation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TurnUsage:
+    input_tokens: int
+    """Tokens the model read in this turn, as the model reported them."""
+    output_tokens: int
+    """Tokens the model wrote in this turn."""
+
+
+class RunSuspended(Exception):
+    """The journal stopped the run on purpose (backoff, handoff, cancelled, lease lost); not a failure."""
+
+
+class RunJournal(Protocol):
+    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
+        """The recorded response of model turn `turn`, or None if it must be requested."""
+
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
+        """Persist that turn `turn` is about to be requested, with its input snapshot."""
+
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+        """Persist the model's response; after this the turn is replayed, never requested again."""
+
+    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+        """Persist that the request for turn `turn` failed."""
+
+    async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
+        """Run (or replay) one tool call and return the result envelope as JSON for the model.
+
+        Raises RunSuspended when the run must stop here.
+        """

@@ -1,0 +1,178 @@
+"""The offline model: deterministic, no network, implements the SDK's `Model` interface.
+
+It serves the embedded default and most tests. From the task's goal it picks the tools whose names the goal
+asks for (every word of the tool's name appears in the goal: "look up order" -> `lookup_order`), in the
+order the goal names them, fills their arguments from the task input by parameter name, and calls them one
+per turn. A failed call it cannot mend, or an argument it cannot fill, goes to `handoff_to_human` when the
+agent has it. When every tool has answered, it writes a final answer that quotes their results.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import FunctionTool, ModelResponse, Usage
+from agents.models.interface import Model
+from openai.types.responses import (
+    ResponseFunctionToolCall,
+    ResponseOutputItem,
+    ResponseOutputMessage,
+    ResponseOutputText,
+)
+
+from agent_runtime.prompt import parse_task_message
+from agent_runtime.snapshots import to_jsonable
+from agent_runtime.tokens import count_tokens
+
+HANDOFF_TOOL = "handoff_to_human"
+_PHRASES = {"look up": "lookup", "hand off": "handoff", "hand over": "handoff", "escalate": "handoff human"}
+_STOPWORDS = {"to", "a", "an", "the", "of", "for"}
+
+
+def _goal_words(goal: str) -> list[str]:
+    text = goal.lower()
+    for phrase, replacement in _PHRASES.items():
+        text = text.replace(phrase, replacement)
+    return [word.rstrip("s") or word for word in re.findall(r"[a-z]+", text)]
+
+
+def plan_tool_names(goal: str, tool_names: list[str]) -> list[str]:
+    """The tools the goal asks for, in the order it mentions them."""
+    words = _goal_words(goal)
+    positions: list[tuple[int, str]] = []
+    for name in tool_names:
+        needed = [part.rstrip("s") for part in name.lower().split("_") if part not in _STOPWORDS]
+        if needed and all(part in words for part in needed):
+            positions.append((min(words.index(part) for part in needed), name))
+    return [name for _, name in sorted(positions)]
+
+
+class OfflineModel(Model):
+    model_name = "offline"
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: Any,
+        model_settings: Any,
+        tools: list[Any],
+        output_schema: Any,
+        handoffs: list[Any],
+        tracing: Any,
+        *,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        prompt: Any = None,
+    ) -> ModelResponse:
+        items = [{"role": "user", "content": input}] if isinstance(input, str) else to_jsonable(input)
+        function_tools = {tool.name: tool for tool in tools if isinstance(tool, FunctionTool)}
+        output = _decide(items, function_tools)
+        usage = Usage(
+            requests=1,
+            input_tokens=count_tokens(system_instructions or "") + count_tokens(items),
+            output_tokens=count_tokens(to_jsonable(output)),
+        )
+        usage.total_tokens = usage.input_tokens + usage.output_tokens
+        return ModelResponse(output=output, usage=usage, response_id=None)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError("the offline model does not stream")
+
+
+def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list[ResponseOutputItem]:
+    goal, task_input = parse_task_message(_first_user_text(items))
+    calls = [item for item in items if item.get("type") == "function_call"]
+    outputs = {item["call_id"]: item.get("output") for item in items if item.get("type") == "function_call_output"}
+    if calls:
+        last = calls[-1]
+        if last["name"] == HANDOFF_TOOL:
+            return [_message("I have handed this task to a human operator.")]
+        envelope = _parse_envelope(outputs.get(last["call_id"]))
+        if envelope is not None and not envelope.get("ok", False):
+            reason = f"{last['name']} failed with {envelope.get('error_code')}: {envelope.get('error_message')}"
+            return [_handoff_or_give_up(reason, goal, tools, len(calls))]
+    called = {call["name"] for call in calls}
+    remaining = [name for name in plan_tool_names(goal, list(tools)) if name not in called]
+    if not remaining:
+        return [_message(_final_answer(calls, outputs))]
+    name = remaining[0]
+    arguments, missing = _fill_arguments(tools[name], task_input, goal)
+    if missing:
+        reason = f"cannot call {name}: the task input lacks {', '.join(missing)}"
+        return [_handoff_or_give_up(reason, goal, tools, len(calls))]
+    return [_call(name, arguments, len(calls) + 1)]
+
+
+def _first_user_text(items: list[dict[str, Any]]) -> str:
+    for item in items:
+        if item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _parse_envelope(raw: Any) -> dict[str, Any] | None:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _fill_arguments(tool: FunctionTool, task_input: dict[str, Any], goal: str) -> tuple[dict[str, Any], list[str]]:
+    properties: dict[str, Any] = tool.params_json_schema.get("properties", {})
+    arguments: dict[str, Any] = {}
+    missing: list[str] = []
+    for prop, schema in properties.items():
+        if prop in task_input:
+            arguments[prop] = task_input[prop]
+        elif tool.name == HANDOFF_TOOL:
+            arguments[prop] = goal if prop == "summary" else "the goal asks for a human"
+        elif "null" in _types(schema):
+            arguments[prop] = None
+        else:
+            missing.append(prop)
+    return arguments, missing
+
+
+def _types(schema: dict[str, Any]) -> list[str]:
+    declared = schema.get("type", [])
+    return [declared] if isinstance(declared, str) else list(declared)
+
+
+def _handoff_or_give_up(reason: str, goal: str, tools: dict[str, FunctionTool], call_count: int) -> ResponseOutputItem:
+    if HANDOFF_TOOL in tools:
+        return _call(HANDOFF_TOOL, {"reason": reason, "summary": goal}, call_count + 1)
+    return _message(f"I could not finish: {reason}.")
+
+
+def _final_answer(calls: list[dict[str, Any]], outputs: dict[str, Any]) -> str:
+    if not calls:
+        return "Nothing in this goal needs a tool; no action taken."
+    results = {call["name"]: (_parse_envelope(outputs.get(call["call_id"])) or {}).get("data") for call in calls}
+    return "Done. " + json.dumps(results, sort_keys=True)
+
+
+def _call(name: str, arguments: dict[str, Any], number: int) -> ResponseFunctionToolCall:
+    call_id = f"call_{number}_{name}"
+    return ResponseFunctionToolCall(
+        id=f"fc_{number}", call_id=call_id, type="function_call", name=name, arguments=json.dumps(arguments)
+    )
+
+
+def _message(text: str) -> ResponseOutputMessage:
+    return ResponseOutputMessage(
+        id="msg_final",
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(text=text, type="output_text", annotations=[], logprobs=[])],
+    )

@@ -1,0 +1,80 @@
+"""One SDK run of a task's agent, made durable by the journal: replays what is recorded, runs what is not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agents import Agent, FunctionTool, RunConfig, Runner
+from agents.exceptions import MaxTurnsExceeded
+from agents.models.interface import Model
+from django.conf import settings
+
+from agent_runtime.durable_model import DurableModel
+from agent_runtime.journal import RunJournal, RunSuspended
+from agent_runtime.models import resolve_model
+from agent_runtime.prompt import compose_task_message
+from agent_runtime.specs import AgentSpec, RunOutcome, ToolSpec
+
+
+async def run_agent(
+    spec: AgentSpec,
+    *,
+    goal: str,
+    task_input: dict[str, Any],
+    trace_id: str,
+    group_id: str,
+    journal: RunJournal,
+    model: Model | None = None,
+) -> RunOutcome:
+    """Run (or resume) the agent on a task until it answers, is suspended, or runs out of turns."""
+    durable = DurableModel(model or resolve_model(spec.model), model_name=spec.model, journal=journal)
+    # One tool call at a time: each call is a state transition of the task, and those are sequential.
+    tool_lock = asyncio.Lock()
+    agent: Agent[None] = Agent(
+        name=spec.name,
+        instructions=spec.instructions,
+        model=durable,
+        tools=[_function_tool(tool, journal, tool_lock) for tool in spec.tools],
+    )
+    run_config = RunConfig(
+        trace_id=f"trace_{trace_id}",
+        group_id=group_id,
+        workflow_name=f"task:{spec.name}",
+        tracing_disabled=not settings.OPENAI_API_KEY,
+    )
+    try:
+        result = await Runner.run(
+            agent, compose_task_message(goal, task_input), max_turns=spec.max_turns, run_config=run_config
+        )
+    except MaxTurnsExceeded:
+        return RunOutcome(final_output=None, max_turns_exceeded=True)
+    except Exception as exc:
+        if _caused_by_suspension(exc):
+            return RunOutcome(final_output=None, suspended=True)
+        raise
+    return RunOutcome(final_output=str(result.final_output))
+
+
+def _function_tool(tool: ToolSpec, journal: RunJournal, lock: asyncio.Lock) -> FunctionTool:
+    async def invoke(_context: Any, arguments: str) -> str:
+        async with lock:
+            return await journal.call_tool(_context.tool_call_id, tool.name, arguments)
+
+    return FunctionTool(
+        name=tool.name,
+        description=tool.description,
+        params_json_schema=tool.parameters_schema,
+        on_invoke_tool=invoke,
+        strict_json_schema=True,
+    )
+
+
+def _caused_by_suspension(exc: BaseException | None) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RunSuspended):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from orchestration.health import healthz, readyz
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("orchestration.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("", include("django_prometheus.urls")),
+]
+
+handler404 = "orchestration.api.errors.json_404"
+handler500 = "orchestration.api.errors.json_500"
+handler400 = "orchestration.api.errors.json_400"

@@ -1,0 +1,124 @@
+"""API shapes. Validation only: the services decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from agent_runtime.catalog import AGENTS, DEFAULT_AGENT
+from orchestration.models import Step, Task, TaskState, TaskTransition
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of quietly turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class JSONObjectField(serializers.JSONField):
+    default_error_messages = {"not_object": "Must be a JSON object."}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        return value
+
+
+class TaskCreateSerializer(serializers.Serializer[dict[str, Any]]):
+    goal = StrictCharField(max_length=10_000)
+    input = JSONObjectField()
+    session_id = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
+    agent = StrictCharField(max_length=100, required=False, default=DEFAULT_AGENT)
+    metadata = JSONObjectField(required=False, default=dict)
+
+    def validate_agent(self, value: str) -> str:
+        if value not in AGENTS:
+            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(sorted(AGENTS))}")
+        return value
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class UsageSerializer(serializers.Serializer[Any]):
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+
+
+class StepSerializer(serializers.ModelSerializer[Step]):
+    cost = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+
+    class Meta:
+        model = Step
+        fields = [
+            "seq",
+            "kind",
+            "name",
+            "state",
+            "attempt",
+            "trace_id",
+            "idempotency_key",
+            "input",
+            "output",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+        ]
+
+
+class TransitionSerializer(serializers.ModelSerializer[TaskTransition]):
+    class Meta:
+        model = TaskTransition
+        fields = ["name", "from_state", "to_state", "actor", "reason", "created_at"]
+
+
+class TaskSummarySerializer(serializers.ModelSerializer[Task]):
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "state",
+            "state_reason",
+            "goal",
+            "agent",
+            "session_id",
+            "trace_id",
+            "idempotency_key",
+            "result",
+            "usage",
+            "created_at",
+            "updated_at",
+            "finished_at",
+        ]
+
+    def get_usage(self, task: Task) -> dict[str, Any]:
+        return dict(
+            UsageSerializer({"input_tokens": task.input_tokens, "output_tokens": task.output_tokens, "cost": task.cost}).data
+        )
+
+
+class TaskSerializer(TaskSummarySerializer):
+    steps = StepSerializer(many=True, read_only=True)
+    transitions = TransitionSerializer(many=True, read_only=True)
+
+    class Meta(TaskSummarySerializer.Meta):
+        fields = [*TaskSummarySerializer.Meta.fields, "input", "metadata", "next_run_at", "steps", "transitions"]
+
+
+class TaskListQuerySerializer(serializers.Serializer[Any]):
+    state = serializers.ChoiceField(choices=TaskState.choices, required=False)

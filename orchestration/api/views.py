@@ -1,0 +1,133 @@
+"""REST API v1: thin views over services and selectors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from orchestration.api.errors import error_body
+from orchestration.api.serializers import (
+    TaskCreateSerializer,
+    TaskListQuerySerializer,
+    TaskSerializer,
+    TaskSummarySerializer,
+)
+from orchestration.models import Task
+from orchestration.selectors import task_detail_queryset, tasks_visible_to
+from orchestration.services.actors import user_actor
+from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
+from orchestration.services.transitions import task_cancel
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+
+_ERROR = inline_serializer(
+    "Error",
+    fields={
+        "error": inline_serializer(
+            "ErrorDetail",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "fields": serializers.DictField(required=False),
+            },
+        )
+    },
+)
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return new_idempotency_key()
+    if not _KEY_PATTERN.match(key):
+        raise ValidationError({IDEMPOTENCY_HEADER: ["Must be 1 to 255 printable ASCII characters without spaces."]})
+    return key
+
+
+class TaskListCreateView(generics.ListAPIView[Task]):
+    serializer_class = TaskSummarySerializer
+
+    def get_queryset(self) -> Any:
+        query = TaskListQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        tasks = tasks_visible_to(self.request.user)  # type: ignore[arg-type]
+        state = query.validated_data.get("state")
+        return tasks.filter(state=state) if state else tasks
+
+    @extend_schema(
+        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=[s for s, _ in Task._meta.get_field("state").choices])],  # type: ignore[union-attr]
+        responses={200: TaskSummarySerializer(many=True), 400: _ERROR},
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=TaskCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER,
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Same key and body: the same task (200). Same key, other body: 422. "
+                "Omitted: the server makes one and returns it.",
+            ),
+            OpenApiParameter(
+                "traceparent", OpenApiTypes.STR, OpenApiParameter.HEADER, description="W3C trace context"
+            ),
+        ],
+        responses={
+            201: TaskSerializer,
+            200: OpenApiResponse(TaskSerializer, description="An earlier submission with this key"),
+            400: _ERROR,
+            422: _ERROR,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        body = TaskCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            submission = task_submit(
+                owner=request.user,  # type: ignore[arg-type]
+                goal=data["goal"],
+                task_input=data["input"],
+                session_id=data["session_id"],
+                agent=data["agent"],
+                metadata=data["metadata"],
+                idempotency_key=key,
+                trace_id=request._request.trace_id,  # type: ignore[attr-defined]
+            )
+        except IdempotencyKeyReused as exc:
+            return Response(error_body("idempotency_key_reused", str(exc)), status=422)
+        task = task_detail_queryset(request.user).get(pk=submission.task.pk)  # type: ignore[arg-type]
+        code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+        return Response(TaskSerializer(task).data, status=code, headers={IDEMPOTENCY_HEADER: key})
+
+
+class TaskDetailView(generics.RetrieveAPIView[Task]):
+    serializer_class = TaskSerializer
+
+    def get_queryset(self) -> Any:
+        return task_detail_queryset(self.request.user)  # type: ignore[arg-type]
+
+    @extend_schema(responses={200: TaskSerializer, 404: _ERROR})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class TaskCancelView(APIView):
+    @extend_schema(request=None, responses={200: TaskSerializer, 404: _ERROR, 409: _ERROR})
+    def post(self, request: Request, pk: str) -> Response:
+        task = generics.get_object_or_404(tasks_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
+        task_cancel(task_id=task.pk, actor=user_actor(request.user))  # type: ignore[arg-type]
+        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]

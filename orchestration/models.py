@@ -1,0 +1,182 @@
+"""Tasks, their steps and their transition log. PostgreSQL is the source of truth for all three."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+class TaskState(models.TextChoices):
+    RECEIVED = "RECEIVED"
+    PLANNED = "PLANNED"
+    TOOL_RUNNING = "TOOL_RUNNING"
+    TOOL_FAILED_RETRYABLE = "TOOL_FAILED_RETRYABLE"
+    TOOL_FAILED_FATAL = "TOOL_FAILED_FATAL"
+    COMPLETED = "COMPLETED"
+    MANUAL_REVIEW = "MANUAL_REVIEW"
+    CANCELLED = "CANCELLED"
+
+
+S = TaskState
+# A worker may pick these up when they are due.
+RUNNABLE_STATES = (S.RECEIVED, S.PLANNED, S.TOOL_RUNNING, S.TOOL_FAILED_RETRYABLE)
+TERMINAL_STATES = (S.COMPLETED, S.TOOL_FAILED_FATAL, S.CANCELLED)
+OPEN_STATES = (*RUNNABLE_STATES, S.MANUAL_REVIEW)
+
+
+class Task(ConcurrentTransitionMixin, models.Model):
+    """One submitted agent task. `state` moves only through the transitions below, called by services."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tasks")
+    idempotency_key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of the canonical submitted body")
+    trace_id = models.CharField(max_length=32, db_index=True)
+
+    goal = models.TextField()
+    input = models.JSONField(default=dict)
+    session_id = models.CharField(max_length=255, blank=True)
+    agent = models.CharField(max_length=100)
+    metadata = models.JSONField(default=dict)
+
+    state = FSMField(default=S.RECEIVED, choices=TaskState.choices, protected=True, db_index=True)
+    state_reason = models.TextField(blank=True, help_text="Why the task is in its current state")
+    result = models.JSONField(null=True, blank=True)
+
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+
+    # Scheduling: when the next step is due, when a message was last sent for it, and who runs it now.
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "idempotency_key"], name="task_owner_idempotency_key"),
+        ]
+        indexes = [models.Index(fields=["state", "next_run_at"], name="task_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.state})"
+
+    # --- transitions: the graph only; services guard, record and schedule -------------------------------
+    @transition(field=state, source=S.RECEIVED, target=S.PLANNED)
+    def plan(self) -> None:
+        """The model has made its first decision."""
+
+    @transition(field=state, source=[S.PLANNED, S.TOOL_FAILED_RETRYABLE, S.TOOL_RUNNING], target=S.TOOL_RUNNING)
+    def start_tool(self) -> None:
+        """A tool call begins (TOOL_RUNNING -> TOOL_RUNNING when a lost call is run again)."""
+
+    @transition(field=state, source=S.TOOL_RUNNING, target=S.PLANNED)
+    def finish_tool(self) -> None:
+        """The tool's result is recorded and goes back to the model."""
+
+    @transition(field=state, source=S.TOOL_RUNNING, target=S.TOOL_FAILED_RETRYABLE)
+    def fail_tool_retryable(self) -> None:
+        """The call failed, or outlived its deadline, and will be retried after a backoff."""
+
+    @transition(field=state, source=S.TOOL_RUNNING, target=S.TOOL_FAILED_FATAL)
+    def fail_tool_fatal(self) -> None:
+        """The call failed in a way no retry or re-plan can mend."""
+
+    @transition(field=state, source=[S.RECEIVED, S.PLANNED], target=S.COMPLETED)
+    def complete(self) -> None:
+        """The model gave its final answer."""
+
+    @transition(field=state, source=[*RUNNABLE_STATES], target=S.MANUAL_REVIEW)
+    def hand_off(self) -> None:
+        """A human must take over (handoff tool, retries used up, turn limit)."""
+
+    @transition(field=state, source=[*OPEN_STATES], target=S.CANCELLED)
+    def cancel(self) -> None:
+        """A client or operator stopped the task."""
+
+
+class TaskTransition(models.Model):
+    """The audit log: every state change of every task, who or what made it, and why."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="transitions")
+    name = models.CharField(max_length=50)
+    from_state = models.CharField(max_length=32, choices=TaskState.choices, blank=True)
+    to_state = models.CharField(max_length=32, choices=TaskState.choices)
+    actor = models.CharField(max_length=200, help_text="user:<name> or worker:<host>:<pid>")
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state} -> {self.to_state} ({self.name})"
+
+
+class StepKind(models.TextChoices):
+    MODEL_TURN = "model_turn"
+    TOOL_CALL = "tool_call"
+
+
+class StepState(models.TextChoices):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class Step(ConcurrentTransitionMixin, models.Model):
+    """One model turn or one tool call, persisted before it runs and again when it ends."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=StepKind.choices)
+    # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<call_id>" for a tool.
+    ref = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, help_text="Model name or tool name")
+    state = FSMField(default=StepState.RUNNING, choices=StepState.choices, protected=True)
+    attempt = models.PositiveIntegerField(default=1)
+    idempotency_key = models.CharField(max_length=400, unique=True)
+    trace_id = models.CharField(max_length=32)
+
+    input = models.JSONField(default=dict)
+    output = models.JSONField(null=True, blank=True)
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+
+    class Meta:
+        ordering = ["task", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "seq"], name="step_task_seq"),
+            models.UniqueConstraint(fields=["task", "ref"], name="step_task_ref"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind} {self.name} ({self.state})"
+
+    @transition(field=state, source=StepState.RUNNING, target=StepState.SUCCEEDED)
+    def succeed(self) -> None:
+        """The step's output is recorded and final: replay reuses it."""
+
+    @transition(field=state, source=StepState.RUNNING, target=StepState.FAILED)
+    def fail(self) -> None:
+        """The step ended in an error; a retry runs it again under the same key."""
+
+    @transition(field=state, source=[StepState.RUNNING, StepState.FAILED], target=StepState.RUNNING)
+    def restart(self) -> None:
+        """Run again (a retry, or a worker lost mid-step): same key, next attempt."""

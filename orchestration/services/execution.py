@@ -1,0 +1,129 @@
+"""Running a task: take its lease, replay what is recorded, run the next steps, settle the outcome."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+
+from agent_runtime.catalog import agent_profile
+from agent_runtime.models import ModelUnavailable
+from agent_runtime.runner import run_agent
+from agent_runtime.specs import AgentSpec, RunOutcome
+from orchestration import tracing
+from orchestration.models import Step, StepKind, StepState, Task, TaskState
+from orchestration.services.journal import DatabaseJournal
+from orchestration.services.leases import (
+    Lease,
+    LeaseLost,
+    task_lease_acquire,
+    task_lease_release,
+    task_locked_for,
+)
+from orchestration.services.scheduling import task_enqueue
+from orchestration.services.recovery import task_model_retry_or_hand_off, task_tool_retry_or_hand_off
+from orchestration.services.steps import step_close
+from orchestration.services.transitions import task_transition
+from tools.envelope import ErrorCode, ToolResult
+from tools.services import tool_specs
+
+logger = logging.getLogger(__name__)
+
+
+def task_run(*, task_id: str, worker: str) -> None:
+    """Advance one task as far as it goes. A message for a task that is not due, or owned, does nothing."""
+    lease = task_lease_acquire(task_id=task_id, owner=worker)
+    if lease is None:
+        logger.info("task not due or leased elsewhere; nothing to do", extra={"task_id": task_id})
+        return
+    task = Task.objects.get(pk=task_id)
+    with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)):
+        logger.info("task run started", extra={"state": task.state, "worker": worker})
+        if task.state == TaskState.TOOL_RUNNING:
+            _recover_lost_call(lease)
+            return
+        _run(task, lease)
+
+
+def _run(task: Task, lease: Lease) -> None:
+    profile = agent_profile(task.agent)
+    if profile is None:
+        _settle(lease, "hand_off", f"unknown agent {task.agent!r}")
+        return
+    spec = AgentSpec(
+        name=profile.name,
+        instructions=profile.instructions,
+        model=settings.AGENT_MODEL,
+        tools=tool_specs(),
+        max_turns=settings.AGENT_MAX_TURNS,
+    )
+    journal = DatabaseJournal(lease=lease, actor=lease.owner)
+    try:
+        outcome: RunOutcome = async_to_sync(run_agent)(
+            spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
+        )
+    except ModelUnavailable as exc:
+        _settle(lease, "hand_off", str(exc))
+        return
+    except Exception as exc:
+        logger.exception("agent run failed")
+        _model_failed(lease, exc)
+        return
+    if outcome.suspended:
+        logger.info("task run suspended")
+    elif outcome.max_turns_exceeded:
+        _settle(lease, "hand_off", f"the agent reached its turn limit ({spec.max_turns}) without finishing")
+    else:
+        _settle(lease, "complete", "the agent answered", result={"output": outcome.final_output})
+
+
+def _settle(lease: Lease, transition: str, reason: str, result: dict[str, object] | None = None) -> None:
+    try:
+        with transaction.atomic():
+            task = task_locked_for(lease)
+            if result is not None:
+                task.result = result
+            task_transition(task=task, name=transition, actor=lease.owner, reason=reason)
+    except LeaseLost:
+        logger.warning("lease lost before the outcome was recorded; the next run settles it")
+    else:
+        logger.info("task settled", extra={"transition": transition, "reason": reason})
+
+
+def _model_failed(lease: Lease, exc: Exception) -> None:
+    try:
+        with transaction.atomic():
+            task = task_locked_for(lease)
+            failed_turn = (
+                Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED).order_by("-seq").first()
+            )
+            attempts = failed_turn.attempt if failed_turn else 1
+            error = f"{type(exc).__name__}: {str(exc)[:500]}"
+            task_model_retry_or_hand_off(task=task, attempts=attempts, error=error, actor=lease.owner)
+    except LeaseLost:
+        logger.warning("lease lost while recording a failed run")
+
+
+def _recover_lost_call(lease: Lease) -> None:
+    """The task was left TOOL_RUNNING by a worker that died or hung past its lease: the call counts as a
+    retryable failure and runs again, under the same key, after the backoff."""
+    lost = ToolResult.failure(
+        ErrorCode.STEP_LOST, "the worker running this call stopped before recording its result", retryable=True
+    )
+    with transaction.atomic():
+        task = task_locked_for(lease)
+        step = (
+            Step.objects.select_for_update()
+            .filter(task=task, kind=StepKind.TOOL_CALL, state=StepState.RUNNING)
+            .order_by("-seq")
+            .first()
+        )
+        if step is None:  # the call was recorded but the move to PLANNED was not: finish that move
+            task_lease_release(task)
+            task_transition(task=task, name="finish_tool", actor=lease.owner, reason="recovered after a lost worker")
+            task_enqueue(task=task)
+            return
+        step_close(step=step, succeeded=False, output=lost.to_dict())
+        task_tool_retry_or_hand_off(task=task, step=step, result=lost, actor=lease.owner)

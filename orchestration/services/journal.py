@@ -1,0 +1,159 @@
+"""The orchestrator's side of a durable run: every model turn and tool call persisted before and after it runs.
+
+The runtime calls these methods from the SDK's event loop; each wraps a synchronous database transaction that
+runs on the worker's own thread (asgiref's thread-sensitive mode), so Django's connection handling holds.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from agent_runtime.journal import RunSuspended, TurnUsage
+from orchestration.models import Step, StepKind, StepState, Task, TaskState
+from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
+from orchestration.services.recovery import task_tool_retry_or_hand_off
+from orchestration.services.steps import step_begin, step_close
+from orchestration.services.transitions import task_transition
+from tools.adapters.base import CallContext
+from tools.adapters.handoff import HANDOFF_TOOL
+from tools.envelope import ToolResult
+from tools.services import tool_call
+
+
+def _turn_ref(turn: int) -> str:
+    return f"turn:{turn}"
+
+
+def _call_ref(call_id: str) -> str:
+    return f"call:{call_id}"
+
+
+class DatabaseJournal:
+    def __init__(self, *, lease: Lease, actor: str) -> None:
+        self.lease = lease
+        self.actor = actor
+
+    # --- the RunJournal protocol ------------------------------------------------------------------
+    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
+        return await sync_to_async(self._recorded_output, thread_sensitive=True)(_turn_ref(turn))
+
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
+        await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request)
+
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+        await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
+
+    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+        await sync_to_async(self._fail_turn, thread_sensitive=True)(turn, error)
+
+    async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
+        return await sync_to_async(self._call_tool, thread_sensitive=True)(call_id, name, arguments)
+
+    # --- model turns ------------------------------------------------------------------------------
+    def _recorded_output(self, ref: str) -> dict[str, Any] | None:
+        return (
+            Step.objects.filter(task_id=self.lease.task_id, ref=ref, state=StepState.SUCCEEDED)
+            .values_list("output", flat=True)
+            .first()
+        )
+
+    def _locked(self) -> Task:
+        try:
+            return task_locked_for(self.lease)
+        except LeaseLost as exc:
+            raise RunSuspended(str(exc)) from exc
+
+    def _begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
+        with transaction.atomic():
+            task = self._locked()
+            step_begin(task=task, kind=StepKind.MODEL_TURN, ref=_turn_ref(turn), name=model, step_input=request)
+            task_lease_renew(task)
+            task.save()
+
+    def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+        with transaction.atomic():
+            task = self._locked()
+            step = Step.objects.select_for_update().get(task=task, ref=_turn_ref(turn))
+            step_close(
+                step=step,
+                succeeded=True,
+                output=response,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+            )
+            task.input_tokens += usage.input_tokens
+            task.output_tokens += usage.output_tokens
+            calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
+            if task.state == TaskState.RECEIVED and calls:
+                task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
+            else:
+                task.save()
+
+    def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+        with transaction.atomic():
+            self._locked()
+            step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=_turn_ref(turn))
+            step_close(step=step, succeeded=False, output={"error": error})
+
+    # --- tool calls -------------------------------------------------------------------------------
+    def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
+        ref = _call_ref(call_id)
+        recorded = self._recorded_output(ref)
+        if recorded is not None:
+            return json.dumps(recorded, sort_keys=True)
+        step = self._begin_tool(ref, name, arguments)
+        result = tool_call(
+            name=name,
+            raw_arguments=arguments,
+            context=CallContext(
+                idempotency_key=step.idempotency_key, trace_id=step.trace_id, task_id=self.lease.task_id
+            ),
+        )
+        envelope_for_model = self._settle_tool(step.pk, name, arguments, result)
+        if envelope_for_model is None:
+            raise RunSuspended(f"run stopped after {name}")
+        return envelope_for_model
+
+    def _begin_tool(self, ref: str, name: str, arguments: str) -> Step:
+        with transaction.atomic():
+            task = self._locked()
+            step = step_begin(
+                task=task, kind=StepKind.TOOL_CALL, ref=ref, name=name, step_input=_arguments_snapshot(arguments)
+            )
+            task_lease_renew(task)
+            task_transition(task=task, name="start_tool", actor=self.actor, reason=f"calling {name}")
+            return step
+
+    def _settle_tool(self, step_id: int, name: str, arguments: str, result: ToolResult) -> str | None:
+        """Record the result and move the task on. Returns the envelope for the model, or None to stop."""
+        with transaction.atomic():
+            step = Step.objects.select_for_update().get(pk=step_id)
+            try:
+                task = task_locked_for(self.lease)
+            except LeaseLost:
+                # Cancelled or taken back mid-call: keep what the tool did, plan nothing more.
+                step_close(step=step, succeeded=result.ok or not result.retryable, output=result.to_dict())
+                return None
+            if result.ok or not result.retryable:
+                step_close(step=step, succeeded=True, output=result.to_dict())
+                if name == HANDOFF_TOOL and result.ok:
+                    reason = str(_arguments_snapshot(arguments).get("arguments", {}).get("reason", "agent asked"))
+                    task_transition(task=task, name="hand_off", actor=self.actor, reason=reason)
+                    return None
+                task_transition(task=task, name="finish_tool", actor=self.actor, reason=f"{name} answered")
+                return result.to_json()
+            step_close(step=step, succeeded=False, output=result.to_dict())
+            task_tool_retry_or_hand_off(task=task, step=step, result=result, actor=self.actor)
+            return None
+
+
+def _arguments_snapshot(arguments: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        return {"arguments_raw": arguments}
+    return {"arguments": parsed}

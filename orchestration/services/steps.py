@@ -1,0 +1,66 @@
+"""Step rows: created or restarted before a step runs, closed when it ends. Keys derive from the task's."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Max
+from django.utils import timezone
+
+from orchestration.models import Step, StepKind, Task
+
+
+def step_key(task: Task, ref: str) -> str:
+    """Globally unique and stable across retries: the owner scopes the client's key, `ref` names the step."""
+    return f"u{task.owner_id}:{task.idempotency_key}:{ref}"
+
+
+def step_begin(*, task: Task, kind: StepKind, ref: str, name: str, step_input: dict[str, Any]) -> Step:
+    """Persist that a step is about to run: a new row, or the next attempt of the same row and key."""
+    step = Step.objects.filter(task=task, ref=ref).first()
+    now = timezone.now()
+    if step is None:
+        next_seq = (Step.objects.filter(task=task).aggregate(top=Max("seq"))["top"] or 0) + 1
+        return Step.objects.create(
+            task=task,
+            seq=next_seq,
+            kind=kind,
+            ref=ref,
+            name=name,
+            idempotency_key=step_key(task, ref),
+            trace_id=task.trace_id,
+            input=step_input,
+            started_at=now,
+        )
+    step.restart()
+    step.attempt += 1
+    step.input = step_input
+    step.output = None
+    step.started_at = now
+    step.finished_at = None
+    step.duration_ms = None
+    step.save()
+    return step
+
+
+def step_close(
+    *,
+    step: Step,
+    succeeded: bool,
+    output: dict[str, Any],
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cost: Decimal = Decimal("0"),
+) -> None:
+    if succeeded:
+        step.succeed()
+    else:
+        step.fail()
+    step.output = output
+    step.finished_at = timezone.now()
+    step.duration_ms = int((step.finished_at - step.started_at).total_seconds() * 1000)
+    step.input_tokens = input_tokens
+    step.output_tokens = output_tokens
+    step.cost = cost
+    step.save()

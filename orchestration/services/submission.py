@@ -1,0 +1,78 @@
+"""Accepting a task: exactly one task per (client, idempotency key), however many requests race."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orchestration.models import Task, TaskState, TaskTransition
+from orchestration.services.actors import user_actor
+from orchestration.services.scheduling import task_enqueue
+
+
+class IdempotencyKeyReused(Exception):
+    """The key was already used for a task with a different body."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    task: Task
+    created: bool
+
+
+def new_idempotency_key() -> str:
+    return f"srv_{secrets.token_hex(16)}"
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def task_submit(
+    *,
+    owner: AbstractBaseUser,
+    goal: str,
+    task_input: dict[str, Any],
+    session_id: str,
+    agent: str,
+    metadata: dict[str, Any],
+    idempotency_key: str,
+    trace_id: str,
+) -> Submission:
+    body = {"goal": goal, "input": task_input, "session_id": session_id, "agent": agent, "metadata": metadata}
+    digest = request_hash(body)
+    try:
+        with transaction.atomic():
+            task = Task.objects.create(
+                owner=owner,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                trace_id=trace_id,
+                goal=goal,
+                input=task_input,
+                session_id=session_id,
+                agent=agent,
+                metadata=metadata,
+                next_run_at=timezone.now(),
+            )
+            TaskTransition.objects.create(
+                task=task, name="submit", from_state="", to_state=TaskState.RECEIVED, actor=user_actor(owner)
+            )
+            task_enqueue(task=task)
+    except IntegrityError:
+        # Another request with this key won the insert; it has committed, so the row is there to compare.
+        existing = Task.objects.get(owner=owner, idempotency_key=idempotency_key)
+        if existing.request_hash != digest:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {idempotency_key!r} was already used with a different request body"
+            ) from None
+        return Submission(task=existing, created=False)
+    return Submission(task=task, created=True)
