@@ -1,0 +1,71 @@
+"""Prepare the embedded demo: an admin login, a client token, demo orders and demo tasks. Safe to rerun."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from agent_runtime.catalog import DEFAULT_AGENT
+from orchestration.services.submission import task_submit
+from orchestration.tracing import new_trace_id
+from shop.services import orders_seed_demo
+
+ADMIN_USERNAME = "admin"
+CLIENT_USERNAME = "demo-client"
+
+DEMO_TASKS: list[dict[str, Any]] = [
+    {
+        "key": "demo-lookup-and-note",
+        "goal": "Look up order A-1001 and add an order note that the customer asked about delivery.",
+        "input": {"order_number": "A-1001", "note": "Customer asked about delivery (demo)."},
+    },
+    {
+        "key": "demo-lookup",
+        "goal": "Look up order A-1003 and report its status.",
+        "input": {"order_number": "A-1003"},
+    },
+    {
+        "key": "demo-handoff",
+        "goal": "The customer insists on speaking to a person: hand off to a human.",
+        "input": {"order_number": "A-1002"},
+    },
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin (password printed once), client token, orders and tasks; print them as JSON."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        password = None
+        if not user_model.objects.filter(username=ADMIN_USERNAME).exists():
+            password = secrets.token_urlsafe(12)
+            user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.invalid", password)
+        client, _ = user_model.objects.get_or_create(username=CLIENT_USERNAME)
+        token, _ = Token.objects.get_or_create(user=client)
+        orders_seed_demo()
+        task_ids = [
+            str(
+                task_submit(
+                    owner=client,
+                    goal=demo["goal"],
+                    task_input=demo["input"],
+                    session_id="demo",
+                    agent=DEFAULT_AGENT,
+                    metadata={"demo": True},
+                    idempotency_key=demo["key"],
+                    trace_id=new_trace_id(),
+                ).task.pk
+            )
+            for demo in DEMO_TASKS
+        ]
+        self.stdout.write(
+            json.dumps(
+                {"admin_username": ADMIN_USERNAME, "admin_password": password, "token": token.key, "tasks": task_ids}
+            )
+        )

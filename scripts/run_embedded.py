@@ -1,0 +1,139 @@
+"""`make run`: the whole platform on one laptop, no server needed.
+
+Migrates a SQLite database under var/, seeds the demo, starts the web app, a Celery worker and Celery beat
+over a filesystem broker with the offline model, prints how to log in and call the API, follows the demo
+tasks until they settle, and stops every process it started on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+PORT = os.environ.get("PORT", "8000")
+BASE_URL = f"http://127.0.0.1:{PORT}"
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "true")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    env.setdefault("LOG_LEVEL", "WARNING")
+    for name in ("DATABASE_URL", "REDIS_URL"):  # the embedded mode ignores production addresses
+        env.pop(name, None)
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def _start(env: dict[str, str], name: str, args: list[str], logs: Path) -> subprocess.Popen[bytes]:
+    log = (logs / f"{name}.log").open("ab")
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_for_web(process: subprocess.Popen[bytes]) -> None:
+    for _ in range(100):
+        if process.poll() is not None:
+            sys.exit(f"the web server exited early; see var/log/web.log (is port {PORT} taken? set PORT=...)")
+        try:
+            urllib.request.urlopen(f"{BASE_URL}/healthz", timeout=1)
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    sys.exit("the web server did not answer within 20 s; see var/log/web.log")
+
+
+def _task_state(token: str, task_id: str) -> dict[str, object]:
+    request = urllib.request.Request(f"{BASE_URL}/api/v1/tasks/{task_id}/", headers={"Authorization": f"Token {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)  # type: ignore[no-any-return]
+
+
+def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Popen[bytes]]) -> None:
+    pending = set(task_ids)
+    deadline = time.monotonic() + 120
+    while pending and time.monotonic() < deadline and all(p.poll() is None for p in processes):
+        for task_id in sorted(pending):
+            task = _task_state(token, task_id)
+            if task["state"] in {"COMPLETED", "MANUAL_REVIEW", "TOOL_FAILED_FATAL", "CANCELLED"}:
+                pending.discard(task_id)
+                steps = task.get("steps") or []
+                tools = [s["name"] for s in steps if isinstance(s, dict) and s.get("kind") == "tool_call"]
+                print(f"  demo task {task_id}: {task['state']} after tool calls {tools}: {task['state_reason']}")
+        time.sleep(0.5)
+    if pending:
+        print(f"  {len(pending)} demo task(s) still running; see var/log/worker.log")
+
+
+def main() -> None:
+    env = _environment()
+    logs = ROOT / "var" / "log"
+    logs.mkdir(parents=True, exist_ok=True)
+    print("Migrating the embedded SQLite database (var/db.sqlite3)...")
+    _manage(env, "migrate", "--no-input", "-v0")
+    demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
+
+    celery = [PYTHON, "-m", "celery", "-A", "config"]
+    processes = [
+        _start(env, "web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"], logs),
+        _start(env, "worker", [*celery, "worker", "--concurrency", "2", "--loglevel", "INFO"], logs),
+        _start(env, "beat", [*celery, "beat", "--loglevel", "INFO", "-s", "var/celerybeat-schedule"], logs),
+    ]
+
+    def stop(*_: object) -> None:
+        print("\nStopping web, worker and beat...")
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    _wait_for_web(processes[0])
+
+    password = demo["admin_password"] or "(set on first run; reset with: make admin-password)"
+    print(
+        f"""
+The platform is running (embedded mode: SQLite, filesystem broker, offline model).
+
+  Admin      {BASE_URL}/admin/   user: {demo["admin_username"]}   password: {password}
+  API docs   {BASE_URL}/api/docs/
+  API token  {demo["token"]}
+  Logs       var/log/web.log, var/log/worker.log, var/log/beat.log
+
+Submit a task:
+  curl -s -X POST {BASE_URL}/api/v1/tasks/ \\
+    -H 'Authorization: Token {demo["token"]}' -H 'Content-Type: application/json' \\
+    -H 'Idempotency-Key: my-first-task' \\
+    -d '{{"goal": "Look up order A-1002", "input": {{"order_number": "A-1002"}}}}'
+Then follow it:  curl -s -H 'Authorization: Token {demo["token"]}' {BASE_URL}/api/v1/tasks/<id>/
+
+Demo tasks:"""
+    )
+    _follow_demo(demo["token"], demo["tasks"], processes)
+    print("\nPress Ctrl-C to stop.")
+    while all(p.poll() is None for p in processes):
+        time.sleep(1)
+    print("A process exited unexpectedly; see var/log/.")
+    stop()
+
+
+if __name__ == "__main__":
+    main()
