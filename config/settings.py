@@ -126,7 +126,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+# Only needed to export assets to a CDN or proxy (collectstatic); gunicorn serves them without it.
+STATIC_ROOT = env_str("STATIC_ROOT", "") or None
 # gunicorn serves admin and API-docs assets itself, straight from the installed apps: no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG

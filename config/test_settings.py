@@ -6,7 +6,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/test")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
-os.environ.setdefault("SWEEP_REQUEUE_AFTER_SECONDS", "0")
+os.environ.setdefault("SWEEP_REQUEUE_AFTER_SECONDS", "1")
 
 from config.settings import *  # noqa: E402,F403
 

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests.services import unavailable_service
+
+pytest_plugins = ["tests.workers"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problem = unavailable_service()
+    if problem is not None:
+        pytest.exit(problem, returncode=3)
+
+
+@pytest.fixture
+def client_user(db: None) -> User:
+    return User.objects.create_user("client-a", password="unused-password-1")
+
+
+@pytest.fixture
+def api(client_user: User) -> APIClient:
+    client = APIClient()
+    token = Token.objects.create(user=client_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def demo_orders(db: None) -> None:
+    from shop.services import orders_seed_demo
+
+    orders_seed_demo()
