@@ -12,7 +12,7 @@ from jsonschema.exceptions import ValidationError
 from agent_runtime.specs import ToolSpec
 from tools.adapters.base import CallContext, adapter_for, registered_adapters
 from tools.envelope import ErrorCode, ToolResult
-from tools.faults import apply_tool_fault
+from tools.faults import injected_result
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,7 @@ def tool_call(*, name: str, raw_arguments: str, context: CallContext) -> ToolRes
     if problem is not None:
         return ToolResult.failure(ErrorCode.INVALID_ARGUMENTS, problem, retryable=False)
     try:
-        apply_tool_fault(name)
-        result = adapter.run(arguments, context)
+        result = injected_result(name) or adapter.run(arguments, context)
     except Exception:
         # The message may hold connection strings or data the model must not see: log it, do not return it.
         logger.exception("tool adapter raised", extra={"tool": name})

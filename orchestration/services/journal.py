@@ -11,6 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.db.models import F
 
 from agent_runtime.journal import RunSuspended, TurnUsage
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
@@ -75,9 +76,9 @@ class DatabaseJournal:
             task.save()
 
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+        """Record the response and its tokens even if the task was cancelled meanwhile: they were paid for."""
         with transaction.atomic():
-            task = self._locked()
-            step = Step.objects.select_for_update().get(task=task, ref=_turn_ref(turn))
+            step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=_turn_ref(turn))
             step_close(
                 step=step,
                 succeeded=True,
@@ -85,19 +86,27 @@ class DatabaseJournal:
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
             )
-            task.input_tokens += usage.input_tokens
-            task.output_tokens += usage.output_tokens
+            Task.objects.filter(pk=self.lease.task_id).update(
+                input_tokens=F("input_tokens") + usage.input_tokens,
+                output_tokens=F("output_tokens") + usage.output_tokens,
+            )
+            task = self._locked_or_none()
             calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
-            if task.state == TaskState.RECEIVED and calls:
+            if task is not None and task.state == TaskState.RECEIVED and calls:
                 task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
-            else:
-                task.save()
+        if task is None:
+            raise RunSuspended("the task was taken back while the model answered")
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():
-            self._locked()
             step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=_turn_ref(turn))
             step_close(step=step, succeeded=False, output={"error": error})
+
+    def _locked_or_none(self) -> Task | None:
+        try:
+            return task_locked_for(self.lease)
+        except LeaseLost:
+            return None
 
     # --- tool calls -------------------------------------------------------------------------------
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
