@@ -173,6 +173,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStateEnum": "orchestration.models.TaskState",
+        "StepStateEnum": "orchestration.models.StepState",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------------------------------

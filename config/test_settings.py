@@ -8,6 +8,6 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijk
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SWEEP_REQUEUE_AFTER_SECONDS", "1")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -16,8 +16,9 @@ class StepInline(admin.TabularInline[Step, Task]):
     model = Step
     extra = 0
     can_delete = False
-    fields = ["seq", "kind", "name", "state", "attempt", "duration_ms", "input_tokens", "output_tokens", "output"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "seq", "kind", "name", "state", "attempt", "duration_ms", "input_tokens", "output_tokens", "output",
+    )  # fmt: skip
     ordering = ["seq"]
 
     def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
@@ -28,8 +29,7 @@ class TransitionInline(admin.TabularInline[TaskTransition, Task]):
     model = TaskTransition
     extra = 0
     can_delete = False
-    fields = ["created_at", "name", "from_state", "to_state", "actor", "reason"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "name", "from_state", "to_state", "actor", "reason")
 
     def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False

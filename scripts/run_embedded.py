@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -55,10 +56,10 @@ def _wait_for_web(process: subprocess.Popen[bytes]) -> None:
     sys.exit("the web server did not answer within 20 s; see var/log/web.log")
 
 
-def _task_state(token: str, task_id: str) -> dict[str, object]:
+def _task_state(token: str, task_id: str) -> dict[str, Any]:
     request = urllib.request.Request(f"{BASE_URL}/api/v1/tasks/{task_id}/", headers={"Authorization": f"Token {token}"})
     with urllib.request.urlopen(request, timeout=5) as response:
-        return json.load(response)  # type: ignore[no-any-return]
+        return json.load(response)
 
 
 def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Popen[bytes]]) -> None:

@@ -34,3 +34,6 @@ class OrderNote(models.Model):
     text = models.TextField()
     idempotency_key = models.CharField(max_length=400, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"note on {self.order_id}"

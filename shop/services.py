@@ -33,6 +33,4 @@ def orders_seed_demo() -> int:
 def order_note_add(*, order: Order, text: str, idempotency_key: str) -> tuple[OrderNote, bool]:
     """Add a note once per key: a retried or replayed call returns the note it already added."""
     with transaction.atomic():
-        return OrderNote.objects.get_or_create(
-            idempotency_key=idempotency_key, defaults={"order": order, "text": text}
-        )
+        return OrderNote.objects.get_or_create(idempotency_key=idempotency_key, defaults={"order": order, "text": text})

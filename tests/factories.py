@@ -11,7 +11,7 @@ from orchestration.models import Task
 from orchestration.services.submission import task_submit
 from orchestration.tracing import new_trace_id
 
-LOOKUP_AND_NOTE = {
+LOOKUP_AND_NOTE: dict[str, Any] = {
     "goal": "Look up order A-1001 and add an order note that the parcel is late.",
     "input": {"order_number": "A-1001", "note": "Parcel is late."},
 }
@@ -21,7 +21,7 @@ def submit_task(owner: User, *, goal: str | None = None, task_input: dict[str, A
     return task_submit(
         owner=owner,
         goal=goal or str(LOOKUP_AND_NOTE["goal"]),
-        task_input=task_input if task_input is not None else dict(LOOKUP_AND_NOTE["input"]),  # type: ignore[call-overload]
+        task_input=task_input if task_input is not None else dict(LOOKUP_AND_NOTE["input"]),
         session_id="",
         agent="default",
         metadata={},

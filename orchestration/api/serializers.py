@@ -108,7 +108,9 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
 
     def get_usage(self, task: Task) -> dict[str, Any]:
         return dict(
-            UsageSerializer({"input_tokens": task.input_tokens, "output_tokens": task.output_tokens, "cost": task.cost}).data
+            UsageSerializer(
+                {"input_tokens": task.input_tokens, "output_tokens": task.output_tokens, "cost": task.cost}
+            ).data
         )
 
 

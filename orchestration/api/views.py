@@ -20,7 +20,7 @@ from orchestration.api.serializers import (
     TaskSerializer,
     TaskSummarySerializer,
 )
-from orchestration.models import Task
+from orchestration.models import Task, TaskState
 from orchestration.selectors import task_detail_queryset, tasks_visible_to
 from orchestration.services.actors import user_actor
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
@@ -64,7 +64,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
         return tasks.filter(state=state) if state else tasks
 
     @extend_schema(
-        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=[s for s, _ in Task._meta.get_field("state").choices])],  # type: ignore[union-attr]
+        parameters=[OpenApiParameter("state", OpenApiTypes.STR, enum=TaskState.values)],
         responses={200: TaskSummarySerializer(many=True), 400: _ERROR},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -80,9 +80,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
                 description="Same key and body: the same task (200). Same key, other body: 422. "
                 "Omitted: the server makes one and returns it.",
             ),
-            OpenApiParameter(
-                "traceparent", OpenApiTypes.STR, OpenApiParameter.HEADER, description="W3C trace context"
-            ),
+            OpenApiParameter("traceparent", OpenApiTypes.STR, OpenApiParameter.HEADER, description="W3C trace context"),
         ],
         responses={
             201: TaskSerializer,

@@ -22,8 +22,8 @@ from orchestration.services.leases import (
     task_lease_release,
     task_locked_for,
 )
-from orchestration.services.scheduling import task_enqueue
 from orchestration.services.recovery import task_model_retry_or_hand_off, task_tool_retry_or_hand_off
+from orchestration.services.scheduling import task_enqueue
 from orchestration.services.steps import step_close
 from orchestration.services.transitions import task_transition
 from tools.envelope import ErrorCode, ToolResult
@@ -97,7 +97,9 @@ def _model_failed(lease: Lease, exc: Exception) -> None:
         with transaction.atomic():
             task = task_locked_for(lease)
             failed_turn = (
-                Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED).order_by("-seq").first()
+                Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED)
+                .order_by("-seq")
+                .first()
             )
             attempts = failed_turn.attempt if failed_turn else 1
             error = f"{type(exc).__name__}: {str(exc)[:500]}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
@@ -28,7 +28,7 @@ class Lease:
     owner: str
 
 
-def _expiry() -> object:
+def _expiry() -> datetime:
     return timezone.now() + timedelta(seconds=settings.STEP_LEASE_SECONDS)
 
 

@@ -41,7 +41,9 @@ def task_tool_retry_or_hand_off(*, task: Task, step: Step, result: ToolResult, a
 def task_model_retry_or_hand_off(*, task: Task, attempts: int, error: str, actor: str) -> None:
     """After a failed model request on a locked task: retry the turn after a backoff, or hand off."""
     if attempts > settings.MODEL_RETRY_MAX or task.state not in (TaskState.RECEIVED, TaskState.PLANNED):
-        task_transition(task=task, name="hand_off", actor=actor, reason=f"model request failed {attempts} times: {error}")
+        task_transition(
+            task=task, name="hand_off", actor=actor, reason=f"model request failed {attempts} times: {error}"
+        )
         return
     due = timezone.now() + backoff_delay(
         attempt=attempts,

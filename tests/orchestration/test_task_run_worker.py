@@ -46,7 +46,7 @@ def _post(url: str, token: str, body: dict[str, Any], headers: dict[str, str]) -
 def _get(url: str, token: str) -> dict[str, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Token {token}"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)  # type: ignore[no-any-return]
+        return json.load(response)
 
 
 def _state(task_id: object) -> str:
