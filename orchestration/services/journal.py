@@ -37,6 +37,9 @@ class DatabaseJournal:
     def __init__(self, *, lease: Lease, actor: str) -> None:
         self.lease = lease
         self.actor = actor
+        # The attempt of each step this run started: a step closes only if it is still that attempt, so a
+        # worker that lost its lease never overwrites the step its successor restarted.
+        self._attempts: dict[str, int] = {}
 
     # --- the RunJournal protocol ------------------------------------------------------------------
     async def replay_turn(self, turn: int) -> dict[str, Any] | None:
@@ -68,24 +71,34 @@ class DatabaseJournal:
         except LeaseLost as exc:
             raise RunSuspended(str(exc)) from exc
 
+    def _own_step(self, ref: str) -> Step | None:
+        """The step row, locked, if it is still the attempt this run started and has not ended."""
+        step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=ref)
+        if step.attempt != self._attempts.get(ref) or step.state != StepState.RUNNING:
+            return None
+        return step
+
     def _begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
+        ref = _turn_ref(turn)
         with transaction.atomic():
             task = self._locked()
-            step_begin(task=task, kind=StepKind.MODEL_TURN, ref=_turn_ref(turn), name=model, step_input=request)
+            step = step_begin(task=task, kind=StepKind.MODEL_TURN, ref=ref, name=model, step_input=request)
+            self._attempts[ref] = step.attempt
             task_lease_renew(task)
             task.save()
 
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         """Record the response and its tokens even if the task was cancelled meanwhile: they were paid for."""
         with transaction.atomic():
-            step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=_turn_ref(turn))
-            step_close(
-                step=step,
-                succeeded=True,
-                output=response,
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-            )
+            step = self._own_step(_turn_ref(turn))
+            if step is not None:
+                step_close(
+                    step=step,
+                    succeeded=True,
+                    output=response,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                )
             Task.objects.filter(pk=self.lease.task_id).update(
                 input_tokens=F("input_tokens") + usage.input_tokens,
                 output_tokens=F("output_tokens") + usage.output_tokens,
@@ -99,8 +112,9 @@ class DatabaseJournal:
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():
-            step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=_turn_ref(turn))
-            step_close(step=step, succeeded=False, output={"error": error})
+            step = self._own_step(_turn_ref(turn))
+            if step is not None:
+                step_close(step=step, succeeded=False, output={"error": error})
 
     def _locked_or_none(self) -> Task | None:
         try:
@@ -122,7 +136,7 @@ class DatabaseJournal:
                 idempotency_key=step.idempotency_key, trace_id=step.trace_id, task_id=self.lease.task_id
             ),
         )
-        envelope_for_model = self._settle_tool(step.pk, name, arguments, result)
+        envelope_for_model = self._settle_tool(ref, name, arguments, result)
         if envelope_for_model is None:
             raise RunSuspended(f"run stopped after {name}")
         return envelope_for_model
@@ -133,19 +147,24 @@ class DatabaseJournal:
             step = step_begin(
                 task=task, kind=StepKind.TOOL_CALL, ref=ref, name=name, step_input=_arguments_snapshot(arguments)
             )
+            self._attempts[ref] = step.attempt
             task_lease_renew(task)
+            if task.state == TaskState.RECEIVED:
+                # The model's first decision was recorded by a worker that lost the task before moving it on.
+                task_transition(task=task, name="plan", actor=self.actor, reason="model decision replayed")
             task_transition(task=task, name="start_tool", actor=self.actor, reason=f"calling {name}")
             return step
 
-    def _settle_tool(self, step_id: int, name: str, arguments: str, result: ToolResult) -> str | None:
+    def _settle_tool(self, ref: str, name: str, arguments: str, result: ToolResult) -> str | None:
         """Record the result and move the task on. Returns the envelope for the model, or None to stop."""
         with transaction.atomic():
-            step = Step.objects.select_for_update().get(pk=step_id)
-            try:
-                task = task_locked_for(self.lease)
-            except LeaseLost:
-                # Cancelled or taken back mid-call: keep what the tool did, plan nothing more.
-                step_close(step=step, succeeded=result.ok or not result.retryable, output=result.to_dict())
+            step = self._own_step(ref)
+            task = self._locked_or_none()
+            if step is None or task is None:
+                # Cancelled or taken back mid-call: keep what the tool did (unless a successor already runs the
+                # step again under the same key), and plan nothing more.
+                if step is not None:
+                    step_close(step=step, succeeded=result.ok or not result.retryable, output=result.to_dict())
                 return None
             if result.ok or not result.retryable:
                 step_close(step=step, succeeded=True, output=result.to_dict())
