@@ -260,9 +260,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Recovery policy defaults (the tool-contract issue moves these onto each contract).
-TOOL_RETRY_MAX = env_int("TOOL_RETRY_MAX", 3, minimum=0)
-TOOL_RETRY_BASE_SECONDS = env_float("TOOL_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
-TOOL_RETRY_CAP_SECONDS = env_float("TOOL_RETRY_CAP_SECONDS", 30.0, minimum=0.0)
+# Tool retries follow each tool's contract; model requests follow these.
 MODEL_RETRY_MAX = env_int("MODEL_RETRY_MAX", 3, minimum=0)
+MODEL_RETRY_BASE_SECONDS = env_float("MODEL_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
+MODEL_RETRY_CAP_SECONDS = env_float("MODEL_RETRY_CAP_SECONDS", 30.0, minimum=0.0)
 RETRY_JITTER = 0.2
+
+# The demo refund tool's default approval rule: refunds above this many cents wait for a human.
+REFUND_APPROVAL_ABOVE_CENTS = env_int("REFUND_APPROVAL_ABOVE_CENTS", 50_000, minimum=0)

@@ -144,6 +144,14 @@ class Step(ConcurrentTransitionMixin, models.Model):
     # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<call_id>" for a tool.
     ref = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="Model name or tool name")
+    contract_version = models.ForeignKey(
+        "tools.ToolContractVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The tool contract version this call ran with",
+    )
     state = FSMField(default=StepState.RUNNING, choices=StepState.choices, protected=True)
     attempt = models.PositiveIntegerField(default=1)
     idempotency_key = models.CharField(max_length=400, unique=True)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -14,6 +16,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     problem = unavailable_service()
     if problem is not None:
         pytest.exit(problem, returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _closed_circuits() -> None:
+    """Circuit state lives in Redis and outlives a test's database: start every test with closed circuits."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter("circuit:*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture

@@ -7,17 +7,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 
-class ErrorCode:
-    """Codes every tool may return, defined once."""
-
-    INVALID_ARGUMENTS = "INVALID_ARGUMENTS"
-    UNKNOWN_TOOL = "UNKNOWN_TOOL"
-    TIMEOUT = "TIMEOUT"
-    STEP_LOST = "STEP_LOST"
-    INTERNAL = "INTERNAL"
-    INVALID_RESULT = "INVALID_RESULT"
-
-
 @dataclass(frozen=True)
 class ToolResult:
     ok: bool

@@ -25,6 +25,14 @@ class ToolFault:
     """Instead of running the adapter, return this error."""
     retryable: bool = True
     """Whether the injected error is retryable."""
+    crash_after_effect: bool = False
+    """Raise after the adapter's effect and before the ledger records it (same transaction)."""
+    delay_after_effect_seconds: float = 0.0
+    """Sleep between the effect and its record: a window to kill the worker in."""
+
+
+class InjectedCrash(Exception):
+    """The fault plan's crash between a tool's effect and its record."""
 
 
 @lru_cache(maxsize=4)
@@ -49,3 +57,13 @@ def injected_result(tool_name: str) -> ToolResult | None:
     if fault.error_code:
         return ToolResult.failure(fault.error_code, "injected fault", retryable=fault.retryable)
     return None
+
+
+def after_effect_fault(tool_name: str) -> None:
+    fault = tool_fault(tool_name)
+    if fault is None:
+        return
+    if fault.delay_after_effect_seconds:
+        time.sleep(fault.delay_after_effect_seconds)
+    if fault.crash_after_effect:
+        raise InjectedCrash(f"injected crash after the effect of {tool_name}")

@@ -22,12 +22,17 @@ from orchestration.services.leases import (
     task_lease_release,
     task_locked_for,
 )
-from orchestration.services.recovery import task_model_retry_or_hand_off, task_tool_retry_or_hand_off
+from orchestration.services.recovery import (
+    DEFAULT_TOOL_RETRY,
+    task_model_retry_or_hand_off,
+    task_tool_retry_or_hand_off,
+)
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.steps import step_close
 from orchestration.services.transitions import task_transition
-from tools.envelope import ErrorCode, ToolResult
-from tools.services import tool_specs
+from tools.envelope import ToolResult
+from tools.errors import ErrorCode
+from tools.selectors import active_contract, tool_specs
 
 logger = logging.getLogger(__name__)
 
@@ -128,4 +133,6 @@ def _recover_lost_call(lease: Lease) -> None:
             task_enqueue(task=task)
             return
         step_close(step=step, succeeded=False, output=lost.to_dict())
-        task_tool_retry_or_hand_off(task=task, step=step, result=lost, actor=lease.owner)
+        contract = active_contract(step.name)
+        policy = contract.retry if contract else DEFAULT_TOOL_RETRY
+        task_tool_retry_or_hand_off(task=task, step=step, result=lost, policy=policy, actor=lease.owner)

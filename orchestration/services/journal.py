@@ -16,13 +16,16 @@ from django.db.models import F
 from agent_runtime.journal import RunSuspended, TurnUsage
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
-from orchestration.services.recovery import task_tool_retry_or_hand_off
+from orchestration.services.recovery import DEFAULT_TOOL_RETRY, task_tool_failure_settle
 from orchestration.services.steps import step_begin, step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.base import CallContext
 from tools.adapters.handoff import HANDOFF_TOOL
+from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.services import tool_call
+from tools.errors import RecoveryAction
+from tools.selectors import active_contract
+from tools.services.calls import tool_call
 
 
 def _turn_ref(turn: int) -> str:
@@ -123,30 +126,45 @@ class DatabaseJournal:
             return None
 
     # --- tool calls -------------------------------------------------------------------------------
+    def _recorded_tool_result(self, ref: str) -> dict[str, Any] | None:
+        """A final result: a success, or a failure no retry will change (the model re-plans on it)."""
+        step = Step.objects.filter(task_id=self.lease.task_id, ref=ref).only("state", "output").first()
+        if step is None or step.output is None:
+            return None
+        if step.state == StepState.SUCCEEDED or (step.state == StepState.FAILED and not step.output.get("retryable")):
+            return dict(step.output)
+        return None
+
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
         ref = _call_ref(call_id)
-        recorded = self._recorded_output(ref)
+        recorded = self._recorded_tool_result(ref)
         if recorded is not None:
             return json.dumps(recorded, sort_keys=True)
-        step = self._begin_tool(ref, name, arguments)
+        contract = active_contract(name)
+        step = self._begin_tool(ref, name, arguments, contract)
         result = tool_call(
-            name=name,
+            contract=contract,
             raw_arguments=arguments,
             context=CallContext(
-                idempotency_key=step.idempotency_key, trace_id=step.trace_id, task_id=self.lease.task_id
+                idempotency_key=step.idempotency_key,
+                trace_id=step.trace_id,
+                task_id=self.lease.task_id,
+                timeout_seconds=contract.timeout_seconds if contract else 0,
             ),
         )
-        envelope_for_model = self._settle_tool(ref, name, arguments, result)
+        envelope_for_model = self._settle_tool(ref, name, arguments, result, contract)
         if envelope_for_model is None:
             raise RunSuspended(f"run stopped after {name}")
         return envelope_for_model
 
-    def _begin_tool(self, ref: str, name: str, arguments: str) -> Step:
+    def _begin_tool(self, ref: str, name: str, arguments: str, contract: Contract | None) -> Step:
         with transaction.atomic():
             task = self._locked()
             step = step_begin(
                 task=task, kind=StepKind.TOOL_CALL, ref=ref, name=name, step_input=_arguments_snapshot(arguments)
             )
+            step.contract_version_id = contract.version_id if contract else None
+            step.save(update_fields=["contract_version"])
             self._attempts[ref] = step.attempt
             task_lease_renew(task)
             if task.state == TaskState.RECEIVED:
@@ -155,7 +173,9 @@ class DatabaseJournal:
             task_transition(task=task, name="start_tool", actor=self.actor, reason=f"calling {name}")
             return step
 
-    def _settle_tool(self, ref: str, name: str, arguments: str, result: ToolResult) -> str | None:
+    def _settle_tool(
+        self, ref: str, name: str, arguments: str, result: ToolResult, contract: Contract | None
+    ) -> str | None:
         """Record the result and move the task on. Returns the envelope for the model, or None to stop."""
         with transaction.atomic():
             step = self._own_step(ref)
@@ -164,19 +184,26 @@ class DatabaseJournal:
                 # Cancelled or taken back mid-call: keep what the tool did (unless a successor already runs the
                 # step again under the same key), and plan nothing more.
                 if step is not None:
-                    step_close(step=step, succeeded=result.ok or not result.retryable, output=result.to_dict())
+                    step_close(step=step, succeeded=result.ok, output=result.to_dict())
                 return None
-            if result.ok or not result.retryable:
-                step_close(step=step, succeeded=True, output=result.to_dict())
-                if name == HANDOFF_TOOL and result.ok:
+            step_close(step=step, succeeded=result.ok, output=result.to_dict())
+            if result.ok:
+                if name == HANDOFF_TOOL:
                     reason = str(_arguments_snapshot(arguments).get("arguments", {}).get("reason", "agent asked"))
                     task_transition(task=task, name="hand_off", actor=self.actor, reason=reason)
                     return None
                 task_transition(task=task, name="finish_tool", actor=self.actor, reason=f"{name} answered")
                 return result.to_json()
-            step_close(step=step, succeeded=False, output=result.to_dict())
-            task_tool_retry_or_hand_off(task=task, step=step, result=result, actor=self.actor)
-            return None
+            action = contract.action_for(result) if contract else RecoveryAction.REPLAN
+            model_sees_it = task_tool_failure_settle(
+                task=task,
+                step=step,
+                result=result,
+                action=action or RecoveryAction.REPLAN,
+                policy=contract.retry if contract else DEFAULT_TOOL_RETRY,
+                actor=self.actor,
+            )
+            return result.to_json() if model_sees_it else None
 
 
 def _arguments_snapshot(arguments: str) -> dict[str, Any]:

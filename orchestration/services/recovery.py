@@ -1,4 +1,4 @@
-"""The recovery policy for failed steps: back off and retry under the same key, or hand off to a human."""
+"""The recovery policy for failed steps: what the error dictionary says, backoff and retry, or a human."""
 
 from __future__ import annotations
 
@@ -9,31 +9,50 @@ from orchestration.models import Step, Task, TaskState
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import backoff_delay, task_enqueue
 from orchestration.services.transitions import task_transition
+from tools.contract import RetryPolicy
 from tools.envelope import ToolResult
+from tools.errors import RecoveryAction
+
+DEFAULT_TOOL_RETRY = RetryPolicy(max_retries=3, base_seconds=1.0, cap_seconds=30.0)
 
 
-def task_tool_retry_or_hand_off(*, task: Task, step: Step, result: ToolResult, actor: str) -> None:
+def _describe(step: Step, result: ToolResult) -> str:
+    return f"{step.name} failed with {result.error_code}: {result.error_message}"
+
+
+def task_tool_failure_settle(
+    *, task: Task, step: Step, result: ToolResult, action: RecoveryAction, policy: RetryPolicy, actor: str
+) -> bool:
+    """Apply the recovery action to a locked TOOL_RUNNING task. True when the model should see the result."""
+    if action == RecoveryAction.RETRY:
+        task_tool_retry_or_hand_off(task=task, step=step, result=result, policy=policy, actor=actor)
+        return False
+    if action == RecoveryAction.REPLAN:
+        task_transition(task=task, name="finish_tool", actor=actor, reason=f"{_describe(step, result)}; re-planning")
+        return True
+    if action == RecoveryAction.HANDOFF:
+        task_transition(task=task, name="hand_off", actor=actor, reason=_describe(step, result))
+        return False
+    task_transition(task=task, name="fail_tool_fatal", actor=actor, reason=_describe(step, result))
+    return False
+
+
+def task_tool_retry_or_hand_off(*, task: Task, step: Step, result: ToolResult, policy: RetryPolicy, actor: str) -> None:
     """After a retryable tool failure on a locked TOOL_RUNNING task: schedule the retry, or hand off."""
-    failure = f"{step.name} failed with {result.error_code}: {result.error_message}"
+    failure = _describe(step, result)
     retries_used = step.attempt - 1
-    if retries_used >= settings.TOOL_RETRY_MAX:
+    if retries_used >= policy.max_retries:
         task_transition(task=task, name="fail_tool_retryable", actor=actor, reason=failure)
         task_transition(
-            task=task,
-            name="hand_off",
-            actor=actor,
-            reason=f"{failure}; {settings.TOOL_RETRY_MAX} retries used up",
+            task=task, name="hand_off", actor=actor, reason=f"{failure}; {policy.max_retries} retries used up"
         )
         return
     due = timezone.now() + backoff_delay(
-        attempt=step.attempt,
-        base=settings.TOOL_RETRY_BASE_SECONDS,
-        cap=settings.TOOL_RETRY_CAP_SECONDS,
-        jitter=settings.RETRY_JITTER,
+        attempt=step.attempt, base=policy.base_seconds, cap=policy.cap_seconds, jitter=settings.RETRY_JITTER
     )
     task.next_run_at = due
     task_lease_release(task)
-    reason = f"{failure}; retry {retries_used + 1} of {settings.TOOL_RETRY_MAX} due at {due.isoformat()}"
+    reason = f"{failure}; retry {retries_used + 1} of {policy.max_retries} due at {due.isoformat()}"
     task_transition(task=task, name="fail_tool_retryable", actor=actor, reason=reason)
     task_enqueue(task=task, due_at=due)
 
@@ -47,8 +66,8 @@ def task_model_retry_or_hand_off(*, task: Task, attempts: int, error: str, actor
         return
     due = timezone.now() + backoff_delay(
         attempt=attempts,
-        base=settings.TOOL_RETRY_BASE_SECONDS,
-        cap=settings.TOOL_RETRY_CAP_SECONDS,
+        base=settings.MODEL_RETRY_BASE_SECONDS,
+        cap=settings.MODEL_RETRY_CAP_SECONDS,
         jitter=settings.RETRY_JITTER,
     )
     task.next_run_at = due

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from agent_runtime.offline_model import OfflineModel
 from orchestration.models import Step, StepKind, StepState, Task, TaskState, TaskTransition
 from orchestration.services.execution import task_run
 from orchestration.services.transitions import task_cancel
-from shop.models import OrderNote
+from shop.models import Order, OrderNote, Refund
 from tests.factories import submit_task
 
 pytestmark = pytest.mark.django_db
@@ -108,11 +107,14 @@ def test_message_before_the_task_is_due_does_nothing(owner: User) -> None:
     assert _run(task).state == TaskState.RECEIVED
 
 
-def test_retryable_failures_back_off_then_hand_off(owner: User, settings: Any) -> None:
-    settings.FAULT_PLAN = json.dumps({"lookup_order": {"error_code": "ORDER_LOCKED", "retryable": True}})
-    task = submit_task(owner)
+REFUND = {"order_number": "A-1002", "amount_cents": 2000, "currency": "USD", "reason": "damaged box"}
+
+
+def test_retryable_failures_back_off_then_hand_off(owner: User) -> None:
+    Order.objects.filter(number="A-1002").update(settlement_locked_until=timezone.now() + timedelta(hours=1))
+    task = submit_task(owner, goal="Refund order A-1002", task_input=REFUND)
     delays = []
-    for _ in range(settings.TOOL_RETRY_MAX):
+    for _ in range(3):  # the refund contract's retry_max
         before = timezone.now()
         task = _run(task)
         assert task.state == TaskState.TOOL_FAILED_RETRYABLE
@@ -127,6 +129,19 @@ def test_retryable_failures_back_off_then_hand_off(owner: User, settings: Any) -
     step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL)
     assert step.attempt == 4 and step.state == StepState.FAILED
     assert step.output["error_code"] == "ORDER_LOCKED"
+    assert not Refund.objects.exists()
+
+
+def test_retry_succeeds_once_the_lock_is_released(owner: User) -> None:
+    Order.objects.filter(number="A-1002").update(settlement_locked_until=timezone.now() + timedelta(hours=1))
+    task = _run(submit_task(owner, goal="Refund order A-1002", task_input=REFUND))
+    assert task.state == TaskState.TOOL_FAILED_RETRYABLE
+    Order.objects.filter(number="A-1002").update(settlement_locked_until=None)
+    _make_due(task)
+    task = _run(task)
+    assert task.state == TaskState.COMPLETED
+    assert Refund.objects.get().amount_cents == 2000
+    assert Order.objects.get(number="A-1002").refunded_cents == 2000
 
 
 def test_non_retryable_failure_goes_back_to_the_model(owner: User) -> None:
@@ -135,7 +150,7 @@ def test_non_retryable_failure_goes_back_to_the_model(owner: User) -> None:
     assert task.state == TaskState.MANUAL_REVIEW
     assert "ORDER_NOT_FOUND" in task.state_reason
     lookup = Step.objects.get(task=task, name="lookup_order")
-    assert lookup.state == StepState.SUCCEEDED and lookup.output["ok"] is False
+    assert lookup.state == StepState.FAILED and lookup.output["ok"] is False
 
 
 def test_invalid_arguments_are_returned_to_the_model(owner: User) -> None:

@@ -1,4 +1,9 @@
-"""The small base class every adapter implements, and the registry that finds them by tool name."""
+"""The small base class every adapter implements, and the registry that finds them by name.
+
+An adapter executes one business action. Its class attributes are the *default* contract, installed into the
+database the first time (`contracts_install_defaults`); from then on the contract is edited in the admin and
+the database version is what the agent sees and what calls are checked against.
+"""
 
 from __future__ import annotations
 
@@ -17,23 +22,45 @@ class CallContext:
     """Pass this on to any outside service (e.g. as an `Idempotency-Key` header): one key, one effect."""
     trace_id: str
     task_id: str
+    timeout_seconds: float
+    """The contract's timeout: give outside calls a client timeout no longer than this."""
 
 
 class ToolAdapter(ABC):
-    """One business action. Subclasses declare their contract and implement `run`.
+    """Subclasses set `name` and the default contract, and implement `run`.
 
-    `run` returns a ToolResult for every expected outcome (not found, locked, ...); an exception means a bug
-    or an outage and becomes an INTERNAL envelope at the call path.
+    `run` returns a ToolResult for every expected outcome (not found, locked, ...), using only codes of its
+    contract's error dictionary; an exception means a bug or an outage and becomes an INTERNAL envelope.
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
     parameters_schema: ClassVar[dict[str, Any]]
     result_schema: ClassVar[dict[str, Any]]
+    error_codes: ClassVar[list[dict[str, Any]]] = []
     timeout_seconds: ClassVar[float] = 10.0
+    approval_mode: ClassVar[str] = "never"
+    approval_rule: ClassVar[dict[str, Any] | None] = None
+    sensitive_fields: ClassVar[list[str]] = []
+    database_backed: ClassVar[bool] = True
+    """True when every effect is a write to this database: the call path then runs `run` and writes the
+    idempotency ledger in one transaction, so a crash can never apply the effect without recording it."""
 
     @abstractmethod
     def run(self, arguments: dict[str, Any], context: CallContext) -> ToolResult: ...
+
+    @classmethod
+    def default_contract(cls) -> dict[str, Any]:
+        return {
+            "description": cls.description,
+            "parameters_schema": cls.parameters_schema,
+            "result_schema": cls.result_schema,
+            "error_codes": cls.error_codes,
+            "timeout_seconds": cls.timeout_seconds,
+            "approval_mode": cls.approval_mode,
+            "approval_rule": cls.approval_rule,
+            "sensitive_fields": cls.sensitive_fields,
+        }
 
 
 _REGISTRY: dict[str, type[ToolAdapter]] = {}
@@ -41,7 +68,7 @@ _REGISTRY: dict[str, type[ToolAdapter]] = {}
 
 def register(adapter: type[ToolAdapter]) -> type[ToolAdapter]:
     if adapter.name in _REGISTRY and _REGISTRY[adapter.name] is not adapter:
-        raise ValueError(f"two adapters claim the tool name {adapter.name!r}")
+        raise ValueError(f"two adapters claim the name {adapter.name!r}")
     _REGISTRY[adapter.name] = adapter
     return adapter
 

@@ -1,0 +1,1 @@
+"""Writes of the tool layer: contracts and their versions, the call path, circuit breakers."""
