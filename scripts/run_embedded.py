@@ -70,9 +70,13 @@ def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Pop
             task = _task_state(token, task_id)
             if task["state"] in {"COMPLETED", "MANUAL_REVIEW", "TOOL_FAILED_FATAL", "CANCELLED"}:
                 pending.discard(task_id)
-                steps = task.get("steps") or []
-                tools = [s["name"] for s in steps if isinstance(s, dict) and s.get("kind") == "tool_call"]
-                print(f"  demo task {task_id}: {task['state']} after tool calls {tools}: {task['state_reason']}")
+                calls = [
+                    f"{step['name']} (attempt {step['attempt']})" if step["attempt"] > 1 else step["name"]
+                    for step in task["steps"]
+                    if step["kind"] == "tool_call"
+                ]
+                print(f"  {task['state']:<13} {task['goal']}\n                tools: {', '.join(calls)}")
+                print(f"                why: {task['state_reason']}")
         time.sleep(0.5)
     if pending:
         print(f"  {len(pending)} demo task(s) still running; see var/log/worker.log")
@@ -84,7 +88,6 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
     print("Migrating the embedded SQLite database (var/db.sqlite3)...")
     _manage(env, "migrate", "--no-input", "-v0")
-    demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
 
     celery = [PYTHON, "-m", "celery", "-A", "config"]
     processes = [
@@ -108,6 +111,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     _wait_for_web(processes[0])
+    demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
 
     password = demo["admin_password"] or "(set on first run; reset with: make admin-password)"
     print(

@@ -16,6 +16,9 @@ from orchestration.tracing import new_trace_id
 from shop.services import orders_seed_demo
 
 ADMIN_USERNAME = "admin"
+# Started when the demo tasks are submitted (make run does that once the worker is up), so the refund's first
+# attempt meets the lock and a retry after the backoff gets through.
+DEMO_SETTLEMENT_LOCK_SECONDS = 4
 CLIENT_USERNAME = "demo-client"
 
 DEMO_TASKS: list[dict[str, Any]] = [
@@ -25,9 +28,16 @@ DEMO_TASKS: list[dict[str, Any]] = [
         "input": {"order_number": "A-1001", "note": "Customer asked about delivery (demo)."},
     },
     {
-        "key": "demo-lookup",
-        "goal": "Look up order A-1003 and report its status.",
-        "input": {"order_number": "A-1003"},
+        # A-1002 is under a settlement lock for a few seconds: the refund fails retryably, backs off, succeeds.
+        "key": "demo-refund-after-retry",
+        "goal": "Refund 200.00 USD on order A-1002: the box arrived damaged.",
+        "input": {"order_number": "A-1002", "amount_cents": 20000, "currency": "USD", "reason": "box damaged"},
+    },
+    {
+        # Above the refund contract's approval limit: the call waits for a human in MANUAL_REVIEW.
+        "key": "demo-refund-needs-approval",
+        "goal": "Refund 900.00 USD on order A-1002.",
+        "input": {"order_number": "A-1002", "amount_cents": 90000, "currency": "USD", "reason": "goodwill"},
     },
     {
         "key": "demo-handoff",
@@ -48,7 +58,7 @@ class Command(BaseCommand):
             user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.invalid", password)
         client, _ = user_model.objects.get_or_create(username=CLIENT_USERNAME)
         token, _ = Token.objects.get_or_create(user=client)
-        orders_seed_demo()
+        orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
         task_ids = [
             str(
                 task_submit(
