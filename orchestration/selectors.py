@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
-from orchestration.models import Task
+from orchestration.models import Step, Task
 
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
@@ -15,4 +15,5 @@ def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
 
 
 def task_detail_queryset(user: AbstractBaseUser) -> QuerySet[Task]:
-    return tasks_visible_to(user).prefetch_related("steps", "transitions")
+    steps = Step.objects.select_related("contract_version").order_by("seq")
+    return tasks_visible_to(user).prefetch_related(Prefetch("steps", queryset=steps), "transitions")

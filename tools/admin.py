@@ -25,6 +25,7 @@ from tools.services.contracts import (
     contract_create,
     contract_restore,
     contract_update,
+    identity_problems,
     version_diff,
     version_values,
 )
@@ -85,7 +86,9 @@ class ToolContractForm(forms.ModelForm[ToolContract]):
         cleaned = super().clean() or {}
         if any(name in self.errors for name in VERSIONED_FIELDS):
             return cleaned  # a field is already malformed (not JSON, not a number): say that first
-        for field, problems in contract_problems(self.versioned_values()).items():
+        values = self.versioned_values()
+        name = self.instance.name if self.instance.pk else self.cleaned_data.get("name", "")
+        for field, problems in (contract_problems(values) | identity_problems(name, values)).items():
             for problem in problems:
                 self.add_error(field if field in self.fields else None, problem)
         return cleaned

@@ -57,6 +57,9 @@ class UsageSerializer(serializers.Serializer[Any]):
 
 class StepSerializer(serializers.ModelSerializer[Step]):
     cost = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+    tool_contract_version = serializers.IntegerField(
+        source="contract_version.number", allow_null=True, read_only=True, help_text="For tool calls"
+    )
 
     class Meta:
         model = Step
@@ -76,6 +79,7 @@ class StepSerializer(serializers.ModelSerializer[Step]):
             "input_tokens",
             "output_tokens",
             "cost",
+            "tool_contract_version",
         ]
 
 

@@ -161,10 +161,13 @@ class DatabaseJournal:
         with transaction.atomic():
             task = self._locked()
             step = step_begin(
-                task=task, kind=StepKind.TOOL_CALL, ref=ref, name=name, step_input=_arguments_snapshot(arguments)
+                task=task,
+                kind=StepKind.TOOL_CALL,
+                ref=ref,
+                name=name,
+                step_input=_arguments_snapshot(arguments),
+                contract_version_id=contract.version_id if contract else None,
             )
-            step.contract_version_id = contract.version_id if contract else None
-            step.save(update_fields=["contract_version"])
             self._attempts[ref] = step.attempt
             task_lease_renew(task)
             if task.state == TaskState.RECEIVED:

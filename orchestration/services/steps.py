@@ -16,7 +16,15 @@ def step_key(task: Task, ref: str) -> str:
     return f"u{task.owner_id}:{task.idempotency_key}:{ref}"
 
 
-def step_begin(*, task: Task, kind: StepKind, ref: str, name: str, step_input: dict[str, Any]) -> Step:
+def step_begin(
+    *,
+    task: Task,
+    kind: StepKind,
+    ref: str,
+    name: str,
+    step_input: dict[str, Any],
+    contract_version_id: int | None = None,
+) -> Step:
     """Persist that a step is about to run: a new row, or the next attempt of the same row and key."""
     step = Step.objects.filter(task=task, ref=ref).first()
     now = timezone.now()
@@ -32,10 +40,12 @@ def step_begin(*, task: Task, kind: StepKind, ref: str, name: str, step_input: d
             trace_id=task.trace_id,
             input=step_input,
             started_at=now,
+            contract_version_id=contract_version_id,
         )
     step.restart()
     step.attempt += 1
     step.input = step_input
+    step.contract_version_id = contract_version_id
     step.output = None
     step.started_at = now
     step.finished_at = None

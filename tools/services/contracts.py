@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F, Max
 
 from tools.adapters.base import registered_adapters
+from tools.adapters.handoff import HANDOFF_TOOL
 from tools.metrics import CONTRACT_VIOLATIONS
 from tools.models import ToolContract, ToolContractVersion
 from tools.validation import Problems, contract_problems
@@ -52,7 +53,7 @@ def contract_update(
 ) -> ToolContractVersion:
     """Validate and save `values` as the contract's next version; the next planned call uses it."""
     merged = {**_DEFAULTS, **(version_values(contract.current) if contract.current else {}), **values}
-    problems = contract_problems(merged)
+    problems = contract_problems(merged) | identity_problems(contract.name, merged)
     if problems:
         raise ContractInvalid(problems)
     with transaction.atomic():
@@ -65,6 +66,12 @@ def contract_update(
         locked.save(update_fields=["current"])
     contract.current = version
     return version
+
+
+def identity_problems(name: str, values: dict[str, Any]) -> Problems:
+    if name == HANDOFF_TOOL and not values["enabled"]:
+        return {"enabled": ["every agent must always be able to hand a task to a human"]}
+    return {}
 
 
 def contract_create(*, name: str, adapter: str, values: dict[str, Any], user: User | None) -> ToolContract:
