@@ -136,7 +136,7 @@ def test_handoff_and_fatal_actions_from_the_dictionary(demo_orders: None, settin
     assert fatal.state == TaskState.TOOL_FAILED_FATAL and "ORDER_FROZEN" in fatal.state_reason
     assert fatal.finished_at is not None
     step = Step.objects.get(task=fatal, name="lookup_order")
-    assert step.state == StepState.FAILED and step.contract_version.number == 2  # type: ignore[union-attr]
+    assert step.state == StepState.FAILED and step.contract_version.number == 2
 
 
 def test_open_circuit_fails_fast_and_the_task_backs_off(demo_orders: None, monkeypatch: pytest.MonkeyPatch) -> None:
