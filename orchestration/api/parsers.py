@@ -10,6 +10,10 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 class BoundedJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         limit = settings.API_MAX_BODY_BYTES
@@ -17,6 +21,9 @@ class BoundedJSONParser(JSONParser):
         if len(raw) > limit:
             raise ParseError(f"request body is larger than {limit} bytes")
         try:
-            return json.loads(raw.decode("utf-8")) if raw else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # NaN and Infinity are Python's extensions, not JSON, and PostgreSQL's jsonb refuses them.
+            return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant) if raw else {}
+        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
             raise ParseError(f"malformed JSON: {exc}") from None
+        except RecursionError:
+            raise ParseError("malformed JSON: nested too deeply") from None

@@ -19,13 +19,28 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
+def _has_null_character(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_null_character(key) or _has_null_character(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_null_character(item) for item in value)
+    return False
+
+
 class JSONObjectField(serializers.JSONField):
-    default_error_messages = {"not_object": "Must be a JSON object."}
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "null_character": "Null characters (\\u0000) are not allowed.",
+    }
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
+        if _has_null_character(value):  # PostgreSQL's jsonb cannot store them
+            self.fail("null_character")
         return value
 
 

@@ -90,6 +90,36 @@ class TestSubmit:
         response = api.post(URL, '{"goal": "x", "input": ', content_type="application/json")
         assert "malformed JSON" in _error(response, 400, "parse_error")["message"]
 
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            '{"goal": "x", "input": {"n": NaN}}',
+            '{"goal": "x", "input": {"n": Infinity}}',
+            "[" * 100_000 + "]" * 100_000,
+            "null",
+            '"just a string"',
+            "\ud800",
+        ],
+    )
+    def test_bodies_that_are_not_a_task(self, api: APIClient, raw: str, settings: Any) -> None:
+        settings.API_MAX_BODY_BYTES = 1_000_000
+        response = api.post(URL, raw.encode("utf-8", "surrogatepass"), content_type="application/json")
+        assert response.status_code == 400, response.content
+        assert Task.objects.count() == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"goal": "x\u0000y", "input": {}},
+            {"goal": "x", "input": {"note": "a\u0000b"}},
+            {"goal": "x", "input": {"a\u0000": 1}},
+            {"goal": "x", "input": {}, "metadata": {"m": ["\u0000"]}},
+        ],
+    )
+    def test_null_characters_are_refused(self, api: APIClient, body: dict[str, Any]) -> None:
+        _error(api.post(URL, body, format="json"), 400, "invalid")
+        assert Task.objects.count() == 0
+
     def test_oversize_body(self, api: APIClient, settings: Any) -> None:
         settings.API_MAX_BODY_BYTES = 2048
         body = {"goal": "x", "input": {"blob": "a" * 4096}}
