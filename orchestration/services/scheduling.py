@@ -26,6 +26,7 @@ def task_enqueue(*, task: Task, due_at: datetime | None = None) -> None:
     """
     due_at = due_at or timezone.now()
     Task.objects.filter(pk=task.pk).update(enqueued_at=due_at)
+    task.enqueued_at = due_at  # so a later save() of this instance keeps it
     countdown = max(0.0, (due_at - timezone.now()).total_seconds())
     task_id, trace_id = str(task.pk), task.trace_id
 
