@@ -11,8 +11,8 @@ from agents.models.interface import Model
 from django.conf import settings
 
 from agent_runtime.durable_model import DurableModel
+from agent_runtime.endpoints import resolve_model
 from agent_runtime.journal import RunJournal, RunSuspended
-from agent_runtime.models import resolve_model
 from agent_runtime.prompt import compose_task_message
 from agent_runtime.specs import AgentSpec, RunOutcome, ToolSpec
 

@@ -229,6 +229,12 @@ AGENT_MAX_TURNS = env_int("AGENT_MAX_TURNS", 12, minimum=1)
 AGENT_MODEL = env_str("AGENT_MODEL", "offline")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
+if OPENAI_BASE_URL:
+    env_url("OPENAI_BASE_URL", None, schemes={"http", "https"})
+# "responses" (OpenAI's Responses API) or "chat_completions" (vLLM, Ollama, llama.cpp servers).
+OPENAI_API_STYLE = env_str("OPENAI_API_STYLE", "responses")
+if OPENAI_API_STYLE not in {"responses", "chat_completions"}:
+    raise ConfigError(f"OPENAI_API_STYLE must be responses or chat_completions, got {OPENAI_API_STYLE!r}")
 MODEL_CALL_TIMEOUT_SECONDS = env_float("MODEL_CALL_TIMEOUT_SECONDS", 60.0, minimum=1.0)
 # JSON fault plan for tests and drills (see tools/faults.py); empty in production.
 FAULT_PLAN = env_str("FAULT_PLAN", "")

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agent_runtime.catalog import agent_profile
-from agent_runtime.models import ModelUnavailable
+from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
 from agent_runtime.specs import AgentSpec, RunOutcome
 from orchestration import tracing
@@ -69,12 +69,12 @@ def _run(task: Task, lease: Lease) -> None:
         outcome: RunOutcome = async_to_sync(run_agent)(
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
         )
-    except ModelUnavailable as exc:
-        _settle(lease, "hand_off", str(exc))
-        return
     except Exception as exc:
-        logger.exception("agent run failed")
-        _model_failed(lease, exc)
+        failure = classify_model_failure(exc)
+        logger.warning(
+            "agent run failed", exc_info=exc, extra={"retryable": failure.retryable, "reason": failure.reason}
+        )
+        _model_failed(lease, failure)
         return
     if outcome.suspended:
         logger.info("task run suspended")
@@ -97,7 +97,7 @@ def _settle(lease: Lease, transition: str, reason: str, result: dict[str, object
         logger.info("task settled", extra={"transition": transition, "reason": reason})
 
 
-def _model_failed(lease: Lease, exc: Exception) -> None:
+def _model_failed(lease: Lease, failure: ModelFailure) -> None:
     try:
         with transaction.atomic():
             task = task_locked_for(lease)
@@ -107,8 +107,7 @@ def _model_failed(lease: Lease, exc: Exception) -> None:
                 .first()
             )
             attempts = failed_turn.attempt if failed_turn else 1
-            error = f"{type(exc).__name__}: {str(exc)[:500]}"
-            task_model_retry_or_hand_off(task=task, attempts=attempts, error=error, actor=lease.owner)
+            task_model_retry_or_hand_off(task=task, attempts=attempts, failure=failure, actor=lease.owner)
     except LeaseLost:
         logger.warning("lease lost while recording a failed run")
 

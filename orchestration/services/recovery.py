@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.utils import timezone
 
+from agent_runtime.failures import ModelFailure
 from orchestration.models import Step, Task, TaskState
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import backoff_delay, task_enqueue
@@ -57,21 +60,26 @@ def task_tool_retry_or_hand_off(*, task: Task, step: Step, result: ToolResult, p
     task_enqueue(task=task, due_at=due)
 
 
-def task_model_retry_or_hand_off(*, task: Task, attempts: int, error: str, actor: str) -> None:
+def task_model_retry_or_hand_off(*, task: Task, attempts: int, failure: ModelFailure, actor: str) -> None:
     """After a failed model request on a locked task: retry the turn after a backoff, or hand off."""
-    if attempts > settings.MODEL_RETRY_MAX or task.state not in (TaskState.RECEIVED, TaskState.PLANNED):
-        task_transition(
-            task=task, name="hand_off", actor=actor, reason=f"model request failed {attempts} times: {error}"
-        )
+    if not failure.retryable:
+        task_transition(task=task, name="hand_off", actor=actor, reason=f"fatal model error: {failure.reason}")
         return
-    due = timezone.now() + backoff_delay(
+    if attempts > settings.MODEL_RETRY_MAX or task.state not in (TaskState.RECEIVED, TaskState.PLANNED):
+        reason = f"model request failed {attempts} times; last: {failure.reason}"
+        task_transition(task=task, name="hand_off", actor=actor, reason=reason)
+        return
+    delay = backoff_delay(
         attempt=attempts,
         base=settings.MODEL_RETRY_BASE_SECONDS,
         cap=settings.MODEL_RETRY_CAP_SECONDS,
         jitter=settings.RETRY_JITTER,
     )
+    if failure.retry_after_seconds is not None:  # the endpoint said when; never sooner
+        delay = max(delay, timedelta(seconds=failure.retry_after_seconds))
+    due = timezone.now() + delay
     task.next_run_at = due
-    task.state_reason = f"model request failed ({error}); attempt {attempts + 1} due at {due.isoformat()}"
+    task.state_reason = f"{failure.reason}; attempt {attempts + 1} due at {due.isoformat()}"
     task_lease_release(task)
     task.save()
     task_enqueue(task=task, due_at=due)

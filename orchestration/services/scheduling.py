@@ -16,6 +16,9 @@ from orchestration.tracing import TRACE_HEADER
 logger = logging.getLogger(__name__)
 
 RUN_TASK = "orchestration.tasks.run_task"
+# Kept far below Redis's visibility timeout (CELERY_VISIBILITY_TIMEOUT: at least 60 s, 3600 by default), so a
+# delayed message can never be redelivered while it waits; later due times are the sweeper's to send.
+MAX_COUNTDOWN_SECONDS = 45
 
 
 def task_enqueue(*, task: Task, due_at: datetime | None = None) -> None:
@@ -25,9 +28,13 @@ def task_enqueue(*, task: Task, due_at: datetime | None = None) -> None:
     is overdue, so nothing is lost.
     """
     due_at = due_at or timezone.now()
-    Task.objects.filter(pk=task.pk).update(enqueued_at=due_at)
-    task.enqueued_at = due_at  # so a later save() of this instance keeps it
     countdown = max(0.0, (due_at - timezone.now()).total_seconds())
+    # No message now for a far due time: enqueued_at stays empty and the sweeper sends it once it is due.
+    enqueued_at = due_at if countdown <= MAX_COUNTDOWN_SECONDS else None
+    Task.objects.filter(pk=task.pk).update(enqueued_at=enqueued_at)
+    task.enqueued_at = enqueued_at  # so a later save() of this instance keeps it
+    if enqueued_at is None:
+        return
     task_id, trace_id = str(task.pk), task.trace_id
 
     def send() -> None:
