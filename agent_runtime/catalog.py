@@ -1,12 +1,17 @@
-"""The agents a task may name. Versioned, admin-edited agent configurations replace this in the runtime issue."""
+"""Reading agent configurations and prices as plain data for a run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F
+
+from agent_runtime.models import AgentVersion, ModelPrice
+from agent_runtime.specs import Price
 
 DEFAULT_AGENT = "default"
-
-_INSTRUCTIONS = (
+DEFAULT_INSTRUCTIONS = (
     "You are an operations agent for an online shop. Use the tools to do what the task asks, one step at a "
     "time. Tool results come back as JSON envelopes {ok, data, error_code, error_message, retryable}. If a "
     "tool fails in a way you cannot fix, or the task needs a person, call handoff_to_human with the reason. "
@@ -17,11 +22,42 @@ _INSTRUCTIONS = (
 @dataclass(frozen=True)
 class AgentProfile:
     name: str
+    version_id: int
+    version: int
     instructions: str
+    model: str
+    model_settings: dict[str, Any] = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+    """Tool names this agent may use; empty means every enabled tool."""
+    max_turns: int = 12
+
+    @classmethod
+    def from_version(cls, version: AgentVersion) -> AgentProfile:
+        return cls(
+            name=version.agent.name,
+            version_id=version.pk,
+            version=version.number,
+            instructions=version.instructions,
+            model=version.model,
+            model_settings=dict(version.model_settings or {}),
+            tools=tuple(version.tools or ()),
+            max_turns=version.max_turns,
+        )
 
 
-AGENTS: dict[str, AgentProfile] = {DEFAULT_AGENT: AgentProfile(name=DEFAULT_AGENT, instructions=_INSTRUCTIONS)}
+def agent_version(version_id: int) -> AgentProfile | None:
+    version = AgentVersion.objects.select_related("agent").filter(pk=version_id).first()
+    return AgentProfile.from_version(version) if version else None
 
 
-def agent_profile(name: str) -> AgentProfile | None:
-    return AGENTS.get(name)
+def current_agent_version_id(name: str) -> int | None:
+    """The version new tasks of this agent get; None if there is no such agent."""
+    current = AgentVersion.objects.filter(agent__name=name, agent__current_id=F("id"))
+    return current.values_list("pk", flat=True).first()
+
+
+def price_for(model: str) -> Price | None:
+    row = ModelPrice.objects.filter(model=model).first()
+    if row is None:
+        return None
+    return Price(input_usd_per_million=row.input_usd_per_million, output_usd_per_million=row.output_usd_per_million)

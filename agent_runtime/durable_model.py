@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 from agents import ModelResponse
@@ -10,6 +11,7 @@ from agents.models.interface import Model
 
 from agent_runtime.journal import RunJournal, TurnUsage
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
+from agent_runtime.specs import Price
 
 
 class DurableModel(Model):
@@ -19,10 +21,11 @@ class DurableModel(Model):
     a resumed run asks for the same turns in the same order and reaches the first unrecorded one.
     """
 
-    def __init__(self, inner: Model, *, model_name: str, journal: RunJournal) -> None:
+    def __init__(self, inner: Model, *, model_name: str, journal: RunJournal, price: Price | None = None) -> None:
         self.inner = inner
         self.model_name = model_name
         self.journal = journal
+        self.price = price
         self._next_turn = 1
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
@@ -37,7 +40,9 @@ class DurableModel(Model):
         except Exception as exc:
             await self.journal.fail_turn(turn, {"type": type(exc).__name__, "message": str(exc)[:2000]})
             raise
-        usage = TurnUsage(input_tokens=response.usage.input_tokens, output_tokens=response.usage.output_tokens)
+        tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
+        cost = self.price.cost(tokens_in, tokens_out) if self.price else Decimal("0")
+        usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         await self.journal.end_turn(turn, response_to_snapshot(response), usage)
         return response
 

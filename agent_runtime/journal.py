@@ -8,6 +8,7 @@ or suspends the run (backoff, handoff, cancellation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 
@@ -17,6 +18,8 @@ class TurnUsage:
     """Tokens the model read in this turn, as the model reported them."""
     output_tokens: int
     """Tokens the model wrote in this turn."""
+    cost: Decimal = Decimal("0")
+    """In USD, from the price table."""
 
 
 class RunSuspended(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agents import Agent, FunctionTool, RunConfig, Runner
+from agents import Agent, FunctionTool, ModelSettings, RunConfig, Runner
 from agents.exceptions import MaxTurnsExceeded
 from agents.models.interface import Model
 from django.conf import settings
@@ -28,13 +28,14 @@ async def run_agent(
     model: Model | None = None,
 ) -> RunOutcome:
     """Run (or resume) the agent on a task until it answers, is suspended, or runs out of turns."""
-    durable = DurableModel(model or resolve_model(spec.model), model_name=spec.model, journal=journal)
+    durable = DurableModel(model or resolve_model(spec.model), model_name=spec.model, journal=journal, price=spec.price)
     # One tool call at a time: each call is a state transition of the task, and those are sequential.
     tool_lock = asyncio.Lock()
     agent: Agent[None] = Agent(
         name=spec.name,
         instructions=spec.instructions,
         model=durable,
+        model_settings=ModelSettings(**spec.model_settings),
         tools=[_function_tool(tool, journal, tool_lock) for tool in spec.tools],
     )
     run_config = RunConfig(

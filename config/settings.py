@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "orchestration",
+    "agent_runtime",
     "tools",
     "shop",
 ]
@@ -225,7 +226,7 @@ SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.5)
 SWEEP_REQUEUE_AFTER_SECONDS = env_float("SWEEP_REQUEUE_AFTER_SECONDS", 30.0, minimum=0.0)
 # How long a worker owns a step before the sweeper may take it back (renewed at every step).
 STEP_LEASE_SECONDS = env_float("STEP_LEASE_SECONDS", 120.0, minimum=1.0)
-AGENT_MAX_TURNS = env_int("AGENT_MAX_TURNS", 12, minimum=1)
+# The model of the `default` agent when it is first installed; afterwards agents are edited in the admin.
 AGENT_MODEL = env_str("AGENT_MODEL", "offline")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")

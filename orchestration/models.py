@@ -41,6 +41,14 @@ class Task(ConcurrentTransitionMixin, models.Model):
     input = models.JSONField(default=dict)
     session_id = models.CharField(max_length=255, blank=True)
     agent = models.CharField(max_length=100)
+    agent_version = models.ForeignKey(
+        "agent_runtime.AgentVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The agent configuration this task runs with, fixed at submission",
+    )
     metadata = models.JSONField(default=dict)
 
     state = FSMField(default=S.RECEIVED, choices=TaskState.choices, protected=True, db_index=True)

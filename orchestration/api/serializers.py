@@ -6,7 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agent_runtime.catalog import AGENTS, DEFAULT_AGENT
+from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
+from agent_runtime.models import AgentConfig
 from orchestration.models import Step, Task, TaskState, TaskTransition
 
 
@@ -52,8 +53,9 @@ class TaskCreateSerializer(serializers.Serializer[dict[str, Any]]):
     metadata = JSONObjectField(required=False, default=dict)
 
     def validate_agent(self, value: str) -> str:
-        if value not in AGENTS:
-            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(sorted(AGENTS))}")
+        if current_agent_version_id(value) is None:
+            known = AgentConfig.objects.filter(current__isnull=False).values_list("name", flat=True)
+            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(known)}")
         return value
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 
 from asgiref.sync import async_to_sync
-from django.conf import settings
 from django.db import transaction
 
-from agent_runtime.catalog import agent_profile
+from agent_runtime.catalog import AgentProfile, agent_version, current_agent_version_id, price_for
 from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
 from agent_runtime.specs import AgentSpec, RunOutcome
@@ -30,6 +29,7 @@ from orchestration.services.recovery import (
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.steps import step_close
 from orchestration.services.transitions import task_transition
+from tools.adapters.handoff import HANDOFF_TOOL
 from tools.envelope import ToolResult
 from tools.errors import ErrorCode
 from tools.selectors import active_contract, tool_specs
@@ -53,17 +53,12 @@ def task_run(*, task_id: str, worker: str) -> None:
 
 
 def _run(task: Task, lease: Lease) -> None:
-    profile = agent_profile(task.agent)
+    version_id = task.agent_version_id or current_agent_version_id(task.agent)
+    profile = agent_version(version_id) if version_id else None
     if profile is None:
         _settle(lease, "hand_off", f"unknown agent {task.agent!r}")
         return
-    spec = AgentSpec(
-        name=profile.name,
-        instructions=profile.instructions,
-        model=settings.AGENT_MODEL,
-        tools=tool_specs(),
-        max_turns=settings.AGENT_MAX_TURNS,
-    )
+    spec = _agent_spec(profile)
     journal = DatabaseJournal(lease=lease, actor=lease.owner)
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
@@ -82,6 +77,20 @@ def _run(task: Task, lease: Lease) -> None:
         _settle(lease, "hand_off", f"the agent reached its turn limit ({spec.max_turns}) without finishing")
     else:
         _settle(lease, "complete", "the agent answered", result={"output": outcome.final_output})
+
+
+def _agent_spec(profile: AgentProfile) -> AgentSpec:
+    available = tool_specs()
+    allowed = set(profile.tools) | {HANDOFF_TOOL}  # every agent can always reach a human
+    return AgentSpec(
+        name=profile.name,
+        instructions=profile.instructions,
+        model=profile.model,
+        tools=tuple(t for t in available if not profile.tools or t.name in allowed),
+        max_turns=profile.max_turns,
+        model_settings=profile.model_settings,
+        price=price_for(profile.model),
+    )
 
 
 def _settle(lease: Lease, transition: str, reason: str, result: dict[str, object] | None = None) -> None:

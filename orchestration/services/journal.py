@@ -101,10 +101,12 @@ class DatabaseJournal:
                     output=response,
                     input_tokens=usage.input_tokens,
                     output_tokens=usage.output_tokens,
+                    cost=usage.cost,
                 )
             Task.objects.filter(pk=self.lease.task_id).update(
                 input_tokens=F("input_tokens") + usage.input_tokens,
                 output_tokens=F("output_tokens") + usage.output_tokens,
+                cost=F("cost") + usage.cost,
             )
             task = self._locked_or_none()
             calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]

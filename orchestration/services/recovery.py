@@ -79,7 +79,7 @@ def task_model_retry_or_hand_off(*, task: Task, attempts: int, failure: ModelFai
         delay = max(delay, timedelta(seconds=failure.retry_after_seconds))
     due = timezone.now() + delay
     task.next_run_at = due
-    task.state_reason = f"{failure.reason}; attempt {attempts + 1} due at {due.isoformat()}"
+    task.state_reason = f"model request failed: {failure.reason}; attempt {attempts + 1} due at {due.isoformat()}"
     task_lease_release(task)
     task.save()
     task_enqueue(task=task, due_at=due)

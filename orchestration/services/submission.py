@@ -12,6 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agent_runtime.catalog import current_agent_version_id
 from orchestration.models import Task, TaskState, TaskTransition
 from orchestration.services.actors import user_actor
 from orchestration.services.scheduling import task_enqueue
@@ -61,6 +62,7 @@ def task_submit(
                 session_id=session_id,
                 agent=agent,
                 metadata=metadata,
+                agent_version_id=current_agent_version_id(agent),
                 next_run_at=timezone.now(),
             )
             TaskTransition.objects.create(

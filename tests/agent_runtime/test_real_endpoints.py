@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -10,6 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from agent_runtime.models import AgentConfig, ModelPrice
+from agent_runtime.services import agent_update
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
 from orchestration.services.execution import task_run
 from tests.agent_runtime.fake_openai import (
@@ -27,9 +30,16 @@ pytestmark = pytest.mark.django_db
 LOOKUP = {"order_number": "A-1001"}
 
 
+def _default_agent_model(model: str) -> None:
+    agent_update(agent=AgentConfig.objects.get(name="default"), values={"model": model}, user=None)
+
+
 @pytest.fixture
 def responses_api(settings: Any, demo_orders: None) -> None:
-    settings.AGENT_MODEL = "gpt-test"
+    _default_agent_model("gpt-test")
+    ModelPrice.objects.create(
+        model="gpt-test", input_usd_per_million=Decimal("2.50"), output_usd_per_million=Decimal("10.00")
+    )
     settings.OPENAI_API_KEY = "sk-test"
     settings.OPENAI_BASE_URL = ""
     settings.OPENAI_API_STYLE = "responses"
@@ -37,7 +47,7 @@ def responses_api(settings: Any, demo_orders: None) -> None:
 
 @pytest.fixture
 def chat_completions_api(settings: Any, demo_orders: None) -> None:
-    settings.AGENT_MODEL = "local-model"
+    _default_agent_model("local-model")
     settings.OPENAI_API_KEY = ""
     settings.OPENAI_BASE_URL = "http://llm.local/v1"
     settings.OPENAI_API_STYLE = "chat_completions"
@@ -74,6 +84,9 @@ def test_responses_model_completes_a_task_with_tokens_from_usage(
     assert endpoint.paths == ["/v1/responses", "/v1/responses"]
     assert [(t.input_tokens, t.output_tokens) for t in _turns(task)] == [(120, 30), (200, 12)]
     assert (task.input_tokens, task.output_tokens) == (320, 42)
+    # gpt-test costs 2.50 USD per million input tokens and 10.00 per million output tokens.
+    assert [t.cost for t in _turns(task)] == [Decimal("0.000600"), Decimal("0.000620")]
+    assert task.cost == Decimal("0.001220")
     # The model saw the contract's strict schema and, next turn, the tool's envelope.
     tool = next(tool for tool in endpoint.requests[0]["tools"] if tool["name"] == "lookup_order")
     assert tool["parameters"]["additionalProperties"] is False and tool["strict"] is True
@@ -90,6 +103,7 @@ def test_chat_completions_model_completes_a_task(chat_completions_api: None, mon
     assert task.state == TaskState.COMPLETED
     assert endpoint.paths == ["/v1/chat/completions", "/v1/chat/completions"]
     assert [(t.input_tokens, t.output_tokens) for t in _turns(task)] == [(80, 9), (95, 4)]
+    assert task.cost == 0, "no price row for local-model: recorded as 0"
     assert Step.objects.get(task=task, kind=StepKind.TOOL_CALL).output["ok"] is True
 
 

@@ -10,7 +10,9 @@ from agents.models.interface import Model
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from agent_runtime.models import AgentConfig
 from agent_runtime.offline_model import OfflineModel
+from agent_runtime.services import agent_update
 from orchestration.models import Step, StepKind, StepState, Task, TaskState, TaskTransition
 from orchestration.services.execution import task_run
 from orchestration.services.transitions import task_cancel
@@ -168,7 +170,7 @@ def test_handoff_tool_sends_the_task_to_manual_review(owner: User) -> None:
 
 
 def test_turn_limit_hands_off(owner: User, settings: Any) -> None:
-    settings.AGENT_MAX_TURNS = 2
+    agent_update(agent=AgentConfig.objects.get(name="default"), values={"max_turns": 2}, user=None)
     task = _run(submit_task(owner))
     assert task.state == TaskState.MANUAL_REVIEW
     assert "turn limit (2)" in task.state_reason

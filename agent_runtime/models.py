@@ -1,0 +1,62 @@
+"""Agent configurations (versioned, like tool contracts) and the per-model price table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+
+class AgentConfig(models.Model):
+    """An agent clients name in `agent`. What it is lives in its versions; `current` serves new tasks."""
+
+    name = models.CharField(
+        max_length=100, unique=True, validators=[RegexValidator(r"^[a-z][a-z0-9_-]*$", "lower-case slug")]
+    )
+    current = models.ForeignKey("AgentVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentVersion(models.Model):
+    """One saved state of an agent. Never updated; a task keeps the version it was submitted with."""
+
+    agent = models.ForeignKey(AgentConfig, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    instructions = models.TextField()
+    model = models.CharField(max_length=200, help_text="`offline`, or a model name the configured endpoint serves")
+    model_settings = models.JSONField(default=dict, blank=True, help_text='e.g. {"temperature": 0.2}')
+    tools = models.JSONField(default=list, blank=True, help_text="Tool names; empty means every enabled tool")
+    max_turns = models.PositiveSmallIntegerField(default=12)
+    comment = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [models.UniqueConstraint(fields=["agent", "number"], name="agent_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.agent.name} v{self.number}"
+
+
+class ModelPrice(models.Model):
+    """What a model costs, input and output priced separately, in USD per million tokens."""
+
+    model = models.CharField(max_length=200, unique=True)
+    input_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    output_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
