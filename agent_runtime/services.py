@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from agents import ModelSettings
@@ -35,10 +36,15 @@ def agent_problems(values: dict[str, Any]) -> dict[str, list[str]]:
     if not isinstance(model_settings, dict):
         problems["model_settings"] = ["must be a JSON object of ModelSettings fields"]
     else:
-        try:
-            ModelSettings(**model_settings)
-        except TypeError as exc:
-            problems["model_settings"] = [f"not a ModelSettings field: {exc}"]
+        known = {f.name for f in dataclasses.fields(ModelSettings)}
+        unknown = sorted(set(model_settings) - known)
+        if unknown:
+            problems["model_settings"] = [f"not ModelSettings fields: {', '.join(unknown)}"]
+        else:
+            try:
+                ModelSettings(**model_settings)
+            except (TypeError, ValueError) as exc:
+                problems["model_settings"] = [f"invalid: {exc}"]
     tools = values.get("tools")
     if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
         problems["tools"] = ["must be a list of tool names"]

@@ -1,0 +1,107 @@
+"""Agents and model prices in the admin. Saving an agent creates its next version (new tasks get it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from agent_runtime.models import AgentConfig, ModelPrice
+from agent_runtime.services import AGENT_FIELDS, AgentInvalid, agent_create, agent_problems, agent_update
+
+
+class AgentConfigForm(forms.ModelForm[AgentConfig]):
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "cols": 100}))
+    model = forms.CharField(max_length=200, help_text="`offline`, or a model the configured endpoint serves")
+    model_settings = forms.JSONField(required=False, help_text='ModelSettings fields, e.g. {"temperature": 0.2}')
+    tools = forms.JSONField(required=False, help_text='Tool names, e.g. ["lookup_order"]; empty: every enabled tool')
+    max_turns = forms.IntegerField(min_value=1, max_value=100, initial=12)
+    comment = forms.CharField(required=False, max_length=300)
+
+    class Meta:
+        model = AgentConfig
+        fields = ["name"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        current = self.instance.current if self.instance.pk else None
+        if current is not None:
+            for name in AGENT_FIELDS:
+                self.initial[name] = getattr(current, name)
+
+    def versioned_values(self) -> dict[str, Any]:
+        values = {name: self.cleaned_data.get(name) for name in AGENT_FIELDS}
+        values["model_settings"] = values["model_settings"] or {}
+        values["tools"] = values["tools"] or []
+        return values
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not any(name in self.errors for name in AGENT_FIELDS):
+            for field, problems in agent_problems(self.versioned_values()).items():
+                for problem in problems:
+                    self.add_error(field, problem)
+        return cleaned
+
+
+@admin.register(AgentConfig)
+class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
+    form = AgentConfigForm
+    list_display = ["name", "version", "current_model"]
+    fields = ["name", "instructions", "model", "model_settings", "tools", "max_turns", "comment", "version_history"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AgentConfig | None = None) -> list[str]:
+        return ["name", "version_history"] if obj is not None else ["version_history"]
+
+    @admin.display(description="versions")
+    def version_history(self, agent: AgentConfig) -> str:
+        if agent.pk is None:
+            return "-"
+        versions = agent.versions.select_related("created_by").order_by("-number")[:20]
+        return format_html_join(
+            "",
+            "<div>v{}: {} ({} turns) {} by {} {}</div>",
+            (
+                (
+                    v.number,
+                    v.model,
+                    v.max_turns,
+                    v.created_at.strftime("%Y-%m-%d %H:%M"),
+                    v.created_by or "system",
+                    v.comment,
+                )
+                for v in versions
+            ),
+        )
+
+    @admin.display(description="version")
+    def version(self, agent: AgentConfig) -> str:
+        return f"v{agent.current.number}" if agent.current else "-"
+
+    @admin.display(description="model")
+    def current_model(self, agent: AgentConfig) -> str:
+        return agent.current.model if agent.current else "-"
+
+    def save_model(self, request: HttpRequest, obj: AgentConfig, form: Any, change: bool) -> None:
+        values, comment = form.versioned_values(), form.cleaned_data.get("comment", "")
+        try:
+            if change:
+                agent_update(agent=obj, values=values, user=request.user, comment=comment)  # type: ignore[arg-type]
+            else:
+                created = agent_create(name=obj.name, values=values, user=request.user)  # type: ignore[arg-type]
+                obj.pk, obj.current = created.pk, created.current
+                obj._state.adding = False
+        except AgentInvalid as invalid:
+            self.message_user(request, f"Not saved: {invalid}", messages.ERROR)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin[ModelPrice]):
+    """USD per million tokens, input and output apart. A model with no row is recorded at cost 0."""
+
+    list_display = ["model", "input_usd_per_million", "output_usd_per_million", "updated_at"]
+    list_editable = ["input_usd_per_million", "output_usd_per_million"]
+    search_fields = ["model"]

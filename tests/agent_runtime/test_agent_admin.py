@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from agent_runtime.models import AgentConfig, AgentVersion
+from orchestration.models import Task
+from tests.factories import submit_task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator() -> Client:
+    client = Client()
+    client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", "unused-password-1"))
+    return client
+
+
+def _form(**changes: object) -> dict[str, object]:
+    current = AgentConfig.objects.get(name="default").current
+    assert current is not None
+    data: dict[str, object] = {
+        "instructions": current.instructions,
+        "model": current.model,
+        "model_settings": json.dumps(current.model_settings),
+        "tools": json.dumps(current.tools),
+        "max_turns": current.max_turns,
+    }
+    return {**data, **changes}
+
+
+def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client) -> None:
+    agent = AgentConfig.objects.get(name="default")
+    earlier = submit_task(User.objects.create(username="c"))
+    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", _form(model="gpt-4.1-mini"))
+    assert response.status_code == 302
+    agent.refresh_from_db()
+    assert agent.current is not None and (agent.current.number, agent.current.model) == (2, "gpt-4.1-mini")
+    later = submit_task(User.objects.get(username="c"))
+    assert Task.objects.get(pk=earlier.pk).agent_version.number == 1  # type: ignore[union-attr]
+    assert Task.objects.get(pk=later.pk).agent_version.number == 2  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"model_settings": json.dumps({"temprature": 0.2})}, "model_settings"),
+        ({"tools": json.dumps(["no_such_tool"])}, "tools"),
+        ({"instructions": "  "}, "instructions"),
+        ({"max_turns": 0}, "max_turns"),
+    ],
+)
+def test_invalid_agent_edits_are_refused(operator: Client, changes: dict[str, object], field: str) -> None:
+    agent = AgentConfig.objects.get(name="default")
+    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", _form(**changes))
+    assert response.status_code == 200
+    assert field in response.context["adminform"].form.errors
+    assert AgentVersion.objects.count() == 1
