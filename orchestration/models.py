@@ -109,6 +109,10 @@ class Task(ConcurrentTransitionMixin, models.Model):
     def hand_off(self) -> None:
         """A human must take over (handoff tool, retries used up, turn limit)."""
 
+    @transition(field=state, source=S.MANUAL_REVIEW, target=S.PLANNED)
+    def resume(self) -> None:
+        """A human decided (an approval, a rejection): the agent goes on."""
+
     @transition(field=state, source=[*OPEN_STATES], target=S.CANCELLED)
     def cancel(self) -> None:
         """A client or operator stopped the task."""
@@ -196,3 +200,32 @@ class Step(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=[StepState.RUNNING, StepState.FAILED], target=StepState.RUNNING)
     def restart(self) -> None:
         """Run again (a retry, or a worker lost mid-step): same key, next attempt."""
+
+
+class ApprovalDecision(models.TextChoices):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class Approval(models.Model):
+    """A tool call held for a human. Decided once, by one operator, and consumed once by the resumed run."""
+
+    step = models.OneToOneField(Step, on_delete=models.CASCADE, related_name="approval")
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="approvals")
+    tool = models.CharField(max_length=200)
+    arguments = models.JSONField(help_text="The call as the model made it")
+    reason = models.TextField(help_text="Why the contract holds this call")
+    decision = models.CharField(max_length=10, choices=ApprovalDecision.choices, default=ApprovalDecision.PENDING)
+    message = models.TextField(blank=True, help_text="Shown to the model with a rejection")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(null=True, blank=True, help_text="When the resumed run acted on the decision")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("decide_approval", "Can approve or reject tool calls held for approval")]
+
+    def __str__(self) -> str:
+        return f"{self.tool} for task {self.task_id} ({self.decision})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 
-from orchestration.models import Step, Task
+from orchestration.models import Approval, Step, Task
 
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
@@ -16,4 +16,10 @@ def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
 
 def task_detail_queryset(user: AbstractBaseUser) -> QuerySet[Task]:
     steps = Step.objects.select_related("contract_version").order_by("seq")
-    return tasks_visible_to(user).prefetch_related(Prefetch("steps", queryset=steps), "transitions")
+    return tasks_visible_to(user).prefetch_related(
+        Prefetch("steps", queryset=steps), "transitions", Prefetch("approvals", queryset=_approvals())
+    )
+
+
+def _approvals() -> QuerySet[Approval]:
+    return Approval.objects.select_related("step")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -35,6 +36,8 @@ def _flatten(detail: Any) -> Any:
 def structured_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, TransitionNotAllowed | ConcurrentTransition):
         return Response(error_body("invalid_state", str(exc) or "the task cannot make this move now"), status=409)
+    if isinstance(exc, DjangoPermissionDenied):
+        return Response(error_body("permission_denied", str(exc) or "permission denied"), status=403)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("too_large", "request body is too large"), status=400)
     response = exception_handler(exc, context)

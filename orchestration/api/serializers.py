@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
-from orchestration.models import Step, Task, TaskState, TaskTransition
+from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskState, TaskTransition
 
 
 class StrictCharField(serializers.CharField):
@@ -106,6 +107,19 @@ class TransitionSerializer(serializers.ModelSerializer[TaskTransition]):
         fields = ["name", "from_state", "to_state", "actor", "reason", "created_at"]
 
 
+class PendingApprovalSerializer(serializers.ModelSerializer[Approval]):
+    step_seq = serializers.IntegerField(source="step.seq", read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["id", "step_seq", "tool", "arguments", "reason", "created_at"]
+
+
+class ApprovalDecisionSerializer(serializers.Serializer[Any]):
+    decision = serializers.ChoiceField(choices=["approve", "reject"])
+    message = StrictCharField(max_length=2000, required=False, default="", allow_blank=True)
+
+
 class TaskSummarySerializer(serializers.ModelSerializer[Task]):
     usage = serializers.SerializerMethodField()
 
@@ -138,9 +152,23 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
 class TaskSerializer(TaskSummarySerializer):
     steps = StepSerializer(many=True, read_only=True)
     transitions = TransitionSerializer(many=True, read_only=True)
+    pending_approval = serializers.SerializerMethodField()
 
     class Meta(TaskSummarySerializer.Meta):
-        fields = [*TaskSummarySerializer.Meta.fields, "input", "metadata", "next_run_at", "steps", "transitions"]
+        fields = [
+            *TaskSummarySerializer.Meta.fields,
+            "input",
+            "metadata",
+            "next_run_at",
+            "pending_approval",
+            "steps",
+            "transitions",
+        ]
+
+    @extend_schema_field(PendingApprovalSerializer(allow_null=True))
+    def get_pending_approval(self, task: Task) -> dict[str, Any] | None:
+        pending = [a for a in task.approvals.all() if a.decision == ApprovalDecision.PENDING]
+        return dict(PendingApprovalSerializer(pending[0]).data) if pending else None
 
 
 class TaskListQuerySerializer(serializers.Serializer[Any]):

@@ -15,14 +15,16 @@ from rest_framework.views import APIView
 
 from orchestration.api.errors import error_body
 from orchestration.api.serializers import (
+    ApprovalDecisionSerializer,
     TaskCreateSerializer,
     TaskListQuerySerializer,
     TaskSerializer,
     TaskSummarySerializer,
 )
-from orchestration.models import Task, TaskState
+from orchestration.models import ApprovalDecision, Task, TaskState
 from orchestration.selectors import task_detail_queryset, tasks_visible_to
 from orchestration.services.actors import user_actor
+from orchestration.services.approvals import ApprovalNotPending, approval_decide
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
 from orchestration.services.transitions import task_cancel
 
@@ -128,4 +130,30 @@ class TaskCancelView(APIView):
     def post(self, request: Request, pk: str) -> Response:
         task = generics.get_object_or_404(tasks_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
         task_cancel(task_id=task.pk, actor=user_actor(request.user))  # type: ignore[arg-type]
+        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+
+
+class TaskApprovalView(APIView):
+    """Approve or reject the task's held tool call. Needs the decide-approval permission; decided once."""
+
+    @extend_schema(
+        request=ApprovalDecisionSerializer,
+        responses={200: TaskSerializer, 400: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        task = generics.get_object_or_404(tasks_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
+        body = ApprovalDecisionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        pending = task.approvals.filter(decision=ApprovalDecision.PENDING).first()
+        if pending is None:
+            return Response(error_body("no_pending_approval", "this task holds no call for approval"), status=409)
+        try:
+            approval_decide(
+                approval_id=pending.pk,
+                user=request.user,  # type: ignore[arg-type]
+                approve=body.validated_data["decision"] == "approve",
+                message=body.validated_data["message"],
+            )
+        except ApprovalNotPending as exc:
+            return Response(error_body("not_pending", str(exc)), status=409)
         return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]

@@ -14,7 +14,8 @@ from django.db import transaction
 from django.db.models import F
 
 from agent_runtime.journal import RunSuspended, TurnUsage
-from orchestration.models import Step, StepKind, StepState, Task, TaskState
+from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
+from orchestration.services.approvals import approval_request, approval_take
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
 from orchestration.services.recovery import DEFAULT_TOOL_RETRY, task_tool_failure_settle
 from orchestration.services.steps import step_begin, step_close
@@ -23,7 +24,7 @@ from tools.adapters.base import CallContext
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.errors import RecoveryAction
+from tools.errors import ErrorCode, RecoveryAction
 from tools.selectors import active_contract
 from tools.services.calls import tool_call
 
@@ -139,29 +140,46 @@ class DatabaseJournal:
 
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
         ref = _call_ref(call_id)
-        recorded = self._recorded_tool_result(ref)
-        if recorded is not None:
-            return json.dumps(recorded, sort_keys=True)
+        decision = self._decision(ref)
+        if decision is None or decision.used_at is not None:
+            recorded = self._recorded_tool_result(ref)
+            if recorded is not None:
+                return json.dumps(recorded, sort_keys=True)
         contract = active_contract(name)
         step = self._begin_tool(ref, name, arguments, contract)
-        result = tool_call(
-            contract=contract,
-            raw_arguments=arguments,
-            context=CallContext(
-                idempotency_key=step.idempotency_key,
-                trace_id=step.trace_id,
-                task_id=self.lease.task_id,
-                timeout_seconds=contract.timeout_seconds if contract else 0,
-            ),
-        )
+        if decision is not None and decision.decision == ApprovalDecision.REJECTED:
+            message = decision.message or "an operator rejected this call"
+            result = ToolResult.failure(ErrorCode.REJECTED_BY_OPERATOR, message, retryable=False)
+        else:
+            result = tool_call(
+                contract=contract,
+                raw_arguments=arguments,
+                context=CallContext(
+                    idempotency_key=step.idempotency_key,
+                    trace_id=step.trace_id,
+                    task_id=self.lease.task_id,
+                    timeout_seconds=contract.timeout_seconds if contract else 0,
+                ),
+                approved=decision is not None,
+            )
         envelope_for_model = self._settle_tool(ref, name, arguments, result, contract)
         if envelope_for_model is None:
             raise RunSuspended(f"run stopped after {name}")
         return envelope_for_model
 
+    def _decision(self, ref: str) -> Approval | None:
+        """An operator's decision on this call, if it was held for one (approved calls stay approved across
+        retries of the step; the ledger still runs the call once)."""
+        return (
+            Approval.objects.filter(task_id=self.lease.task_id, step__ref=ref)
+            .exclude(decision=ApprovalDecision.PENDING)
+            .first()
+        )
+
     def _begin_tool(self, ref: str, name: str, arguments: str, contract: Contract | None) -> Step:
         with transaction.atomic():
             task = self._locked()
+            approval_take(task=task, ref=ref)
             step = step_begin(
                 task=task,
                 kind=StepKind.TOOL_CALL,
@@ -192,6 +210,12 @@ class DatabaseJournal:
                     step_close(step=step, succeeded=result.ok, output=result.to_dict())
                 return None
             step_close(step=step, succeeded=result.ok, output=result.to_dict())
+            if result.error_code == ErrorCode.APPROVAL_REQUIRED:
+                parsed = _arguments_snapshot(arguments).get("arguments", {})
+                approval_request(
+                    task=task, step=step, arguments=parsed, reason=result.error_message or "", actor=self.actor
+                )
+                return None
             if result.ok:
                 if name == HANDOFF_TOOL:
                     reason = str(_arguments_snapshot(arguments).get("arguments", {}).get("reason", "agent asked"))

@@ -41,8 +41,8 @@ def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client)
     agent.refresh_from_db()
     assert agent.current is not None and (agent.current.number, agent.current.model) == (2, "gpt-4.1-mini")
     later = submit_task(User.objects.get(username="c"))
-    assert Task.objects.get(pk=earlier.pk).agent_version.number == 1  # type: ignore[union-attr]
-    assert Task.objects.get(pk=later.pk).agent_version.number == 2  # type: ignore[union-attr]
+    assert Task.objects.get(pk=earlier.pk).agent_version.number == 1
+    assert Task.objects.get(pk=later.pk).agent_version.number == 2
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,66 @@
+"""Tool calls held for a human: requested by the run, decided by an operator, consumed once by the resumed run.
+
+The run's resumable state is the task's journal on the server: nothing a client sends is trusted to resume it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskState
+from orchestration.services.actors import user_actor
+from orchestration.services.scheduling import task_enqueue
+from orchestration.services.transitions import task_transition
+
+DECIDE_PERMISSION = "orchestration.decide_approval"
+
+
+class ApprovalNotPending(Exception):
+    """The approval was already decided (or its task moved on): a decision is given once."""
+
+
+def approval_request(*, task: Task, step: Step, arguments: dict[str, Any], reason: str, actor: str) -> Approval:
+    """Hold the call: record what waits for whom, and send the task to the manual queue. Caller locks task."""
+    approval = Approval.objects.create(step=step, task=task, tool=step.name, arguments=arguments, reason=reason)
+    task_transition(task=task, name="hand_off", actor=actor, reason=f"awaiting approval: {reason}")
+    return approval
+
+
+def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, message: str = "") -> Approval:
+    """An operator's decision; the task resumes at once. Refused without the permission, or if decided."""
+    if not user.has_perm(DECIDE_PERMISSION):  # type: ignore[attr-defined]
+        raise PermissionDenied("deciding approvals needs the 'Can approve or reject tool calls' permission")
+    with transaction.atomic():
+        approval = Approval.objects.select_for_update().get(pk=approval_id)
+        task = Task.objects.select_for_update().get(pk=approval.task_id)
+        if approval.decision != ApprovalDecision.PENDING or task.state != TaskState.MANUAL_REVIEW:
+            raise ApprovalNotPending(f"approval {approval_id} is {approval.decision.lower()}, not pending")
+        approval.decision = ApprovalDecision.APPROVED if approve else ApprovalDecision.REJECTED
+        approval.message = message
+        approval.decided_by = user  # type: ignore[assignment]
+        approval.decided_at = timezone.now()
+        approval.save()
+        verdict = "approved" if approve else f"rejected ({message or 'no message'})"
+        task.next_run_at = timezone.now()
+        task_transition(task=task, name="resume", actor=user_actor(user), reason=f"{approval.tool} {verdict}")
+        task_enqueue(task=task)
+    return approval
+
+
+def approval_take(*, task: Task, ref: str) -> Approval | None:
+    """The decided, unused approval of the step `ref`, marked used (caller's transaction); else None."""
+    approval = (
+        Approval.objects.select_for_update()
+        .filter(task=task, step__ref=ref, used_at__isnull=True)
+        .exclude(decision=ApprovalDecision.PENDING)
+        .first()
+    )
+    if approval is not None:
+        approval.used_at = timezone.now()
+        approval.save(update_fields=["used_at"])
+    return approval
