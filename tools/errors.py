@@ -38,6 +38,7 @@ class ErrorCode:
     INVALID_RESULT = "INVALID_RESULT"
     CONTRACT_VIOLATION = "CONTRACT_VIOLATION"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
+    REJECTED_BY_OPERATOR = "REJECTED_BY_OPERATOR"
 
 
 _A = RecoveryAction
@@ -54,5 +55,6 @@ SHARED_ERROR_CODES: dict[str, ErrorCodeSpec] = {
         ErrorCodeSpec(ErrorCode.INVALID_RESULT, "the adapter's result breaks the result schema", False, _A.FATAL),
         ErrorCodeSpec(ErrorCode.CONTRACT_VIOLATION, "the adapter returned an undeclared error code", False, _A.FATAL),
         ErrorCodeSpec(ErrorCode.APPROVAL_REQUIRED, "a human must approve this call first", False, _A.HANDOFF),
+        ErrorCodeSpec(ErrorCode.REJECTED_BY_OPERATOR, "an operator refused this call", False, _A.REPLAN),
     )
 }
