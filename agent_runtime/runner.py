@@ -8,13 +8,13 @@ from typing import Any
 from agents import Agent, FunctionTool, ModelSettings, RunConfig, Runner
 from agents.exceptions import MaxTurnsExceeded
 from agents.models.interface import Model
-from django.conf import settings
 
 from agent_runtime.durable_model import DurableModel
 from agent_runtime.endpoints import resolve_model
 from agent_runtime.journal import RunJournal, RunSuspended
 from agent_runtime.prompt import compose_task_message
 from agent_runtime.specs import AgentSpec, RunOutcome, ToolSpec
+from agent_runtime.tracing import install_tracing, sdk_trace_id
 
 
 async def run_agent(
@@ -38,12 +38,8 @@ async def run_agent(
         model_settings=ModelSettings(**spec.model_settings),
         tools=[_function_tool(tool, journal, tool_lock) for tool in spec.tools],
     )
-    run_config = RunConfig(
-        trace_id=f"trace_{trace_id}",
-        group_id=group_id,
-        workflow_name=f"task:{spec.name}",
-        tracing_disabled=not settings.OPENAI_API_KEY,
-    )
+    install_tracing()
+    run_config = RunConfig(trace_id=sdk_trace_id(trace_id), group_id=group_id, workflow_name=f"task:{spec.name}")
     try:
         result = await Runner.run(
             agent, compose_task_message(goal, task_input), max_turns=spec.max_turns, run_config=run_config

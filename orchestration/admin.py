@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_fsm import TransitionNotAllowed
 
-from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskTransition
+from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskSpan, TaskTransition
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.transitions import task_cancel
@@ -40,6 +40,18 @@ class TransitionInline(admin.TabularInline[TaskTransition, Task]):
         return False
 
 
+class SpanInline(admin.TabularInline[TaskSpan, Task]):
+    """The agent SDK's trace of the task: agent, model and tool spans."""
+
+    model = TaskSpan
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("kind", "started_at", "ended_at", "data", "error")
+
+    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin[Task]):
     list_display = ["id", "state", "agent", "owner", "goal_preview", "input_tokens", "output_tokens", "created_at"]
@@ -47,7 +59,7 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
     show_full_result_count = False
     list_select_related = ["owner"]
-    inlines = [StepInline, TransitionInline]
+    inlines = [StepInline, TransitionInline, SpanInline]
     actions = ["cancel_tasks"]
     readonly_fields = [field.name for field in Task._meta.fields]
 

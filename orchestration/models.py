@@ -229,3 +229,22 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} for task {self.task_id} ({self.decision})"
+
+
+class TaskSpan(models.Model):
+    """A span of the agent SDK's trace of this task (model call, tool call, agent), kept for operators."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="spans")
+    span_id = models.CharField(max_length=100)
+    parent_id = models.CharField(max_length=100, blank=True)
+    kind = models.CharField(max_length=50)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict)
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.span_id}"

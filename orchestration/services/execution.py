@@ -27,6 +27,7 @@ from orchestration.services.recovery import (
     task_tool_retry_or_hand_off,
 )
 from orchestration.services.scheduling import task_enqueue
+from orchestration.services.spans import task_spans_store
 from orchestration.services.steps import step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.handoff import HANDOFF_TOOL
@@ -65,12 +66,14 @@ def _run(task: Task, lease: Lease) -> None:
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
         )
     except Exception as exc:
+        task_spans_store(task=task)
         failure = classify_model_failure(exc)
         logger.warning(
             "agent run failed", exc_info=exc, extra={"retryable": failure.retryable, "reason": failure.reason}
         )
         _model_failed(lease, failure)
         return
+    task_spans_store(task=task)
     if outcome.suspended:
         logger.info("task run suspended")
     elif outcome.max_turns_exceeded:
