@@ -10,14 +10,8 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from agents.tracing import (
-    Span,
-    Trace,
-    TracingProcessor,
-    add_trace_processor,
-    set_trace_processors,
-    set_tracing_export_api_key,
-)
+from agents.tracing import Span, Trace, TracingProcessor, set_trace_processors, set_tracing_export_api_key
+from agents.tracing.processors import default_processor
 from django.conf import settings
 
 
@@ -53,7 +47,7 @@ class SpanCollector(TracingProcessor):
 
 
 COLLECTOR = SpanCollector()
-_installed = False
+_installed_for: tuple[bool, str] | None = None
 
 
 def sdk_trace_id(trace_id: str) -> str:
@@ -61,16 +55,18 @@ def sdk_trace_id(trace_id: str) -> str:
 
 
 def install_tracing() -> None:
-    """Once per process: collect spans; keep the SDK's exporter to OpenAI only if there is a key."""
-    global _installed
-    if _installed:
+    """Collect spans always; keep the SDK's exporter to OpenAI only when export is on and a key is set.
+    Re-done only when those settings change (once per process in practice)."""
+    global _installed_for
+    wanted = (bool(settings.OPENAI_TRACE_EXPORT and settings.OPENAI_API_KEY), settings.OPENAI_API_KEY)
+    if wanted == _installed_for:
         return
-    if settings.OPENAI_API_KEY:
+    if wanted[0]:
         set_tracing_export_api_key(settings.OPENAI_API_KEY)
-        add_trace_processor(COLLECTOR)
+        set_trace_processors([default_processor(), COLLECTOR])
     else:
         set_trace_processors([COLLECTOR])  # replaces the exporter: nothing leaves the machine
-    _installed = True
+    _installed_for = wanted
 
 
 def pop_spans(trace_id: str) -> list[dict[str, Any]]:

@@ -232,6 +232,8 @@ OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "")
 if OPENAI_BASE_URL:
     env_url("OPENAI_BASE_URL", None, schemes={"http", "https"})
+# The agent SDK's traces go to OpenAI only with a key and this on (spans are kept with each task regardless).
+OPENAI_TRACE_EXPORT = env_bool("OPENAI_TRACE_EXPORT", bool(OPENAI_API_KEY))
 # "responses" (OpenAI's Responses API) or "chat_completions" (vLLM, Ollama, llama.cpp servers).
 OPENAI_API_STYLE = env_str("OPENAI_API_STYLE", "responses")
 if OPENAI_API_STYLE not in {"responses", "chat_completions"}:

@@ -7,6 +7,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SWEEP_REQUEUE_AFTER_SECONDS", "1")
+os.environ.setdefault("OPENAI_TRACE_EXPORT", "false")  # tests fake keys; nothing may try to export traces
 
 from config.settings import *  # noqa: F403
 

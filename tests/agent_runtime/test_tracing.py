@@ -24,3 +24,18 @@ def test_spans_are_kept_with_the_task_and_nothing_is_exported_without_a_key(demo
     assert function.data["name"] == "lookup_order" and function.started_at is not None
     processors = get_trace_provider()._multi_processor._processors  # type: ignore[attr-defined]
     assert list(processors) == [COLLECTOR], "with no OPENAI_API_KEY the SDK's exporter must be gone"
+
+
+def test_export_to_openai_needs_a_key_and_the_switch(settings: object) -> None:
+    from agents.tracing.processors import default_processor
+
+    from agent_runtime.tracing import install_tracing
+
+    settings.OPENAI_API_KEY, settings.OPENAI_TRACE_EXPORT = "sk-test", True  # type: ignore[attr-defined]
+    try:
+        install_tracing()
+        assert list(get_trace_provider()._multi_processor._processors) == [default_processor(), COLLECTOR]  # type: ignore[attr-defined]
+    finally:
+        settings.OPENAI_API_KEY, settings.OPENAI_TRACE_EXPORT = "", False  # type: ignore[attr-defined]
+        install_tracing()
+    assert list(get_trace_provider()._multi_processor._processors) == [COLLECTOR]  # type: ignore[attr-defined]
