@@ -39,7 +39,14 @@ async def run_agent(
         tools=[_function_tool(tool, journal, tool_lock) for tool in spec.tools],
     )
     install_tracing()
-    run_config = RunConfig(trace_id=sdk_trace_id(trace_id), group_id=group_id, workflow_name=f"task:{spec.name}")
+    run_config = RunConfig(
+        trace_id=sdk_trace_id(trace_id),
+        group_id=group_id,
+        workflow_name=f"task:{spec.name}",
+        # A call to a tool the agent lacks goes back to the model as an error to re-plan on (the journal
+        # counts it against the task's re-plan cap) instead of aborting the run.
+        tool_not_found_behavior="return_error_to_model",
+    )
     try:
         result = await Runner.run(
             agent, compose_task_message(goal, task_input), max_turns=spec.max_turns, run_config=run_config

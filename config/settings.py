@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# How often one task may hand a failed call back to the model before a human takes over.
+AGENT_REPLAN_CAP = env_int("AGENT_REPLAN_CAP", 3, minimum=0)
 # Tool retries follow each tool's contract; model requests follow these.
 MODEL_RETRY_MAX = env_int("MODEL_RETRY_MAX", 3, minimum=0)
 MODEL_RETRY_BASE_SECONDS = env_float("MODEL_RETRY_BASE_SECONDS", 1.0, minimum=0.0)

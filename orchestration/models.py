@@ -58,6 +58,9 @@ class Task(ConcurrentTransitionMixin, models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    replans = models.PositiveIntegerField(
+        default=0, help_text="Failed calls handed back to the model (bad arguments, unknown tools, refusals)"
+    )
 
     # Scheduling: when the next step is due, when a message was last sent for it, and who runs it now.
     next_run_at = models.DateTimeField(null=True, blank=True)

@@ -60,20 +60,20 @@ def _run(task: Task, lease: Lease) -> None:
         _settle(lease, "hand_off", f"unknown agent {task.agent!r}")
         return
     spec = _agent_spec(profile)
-    journal = DatabaseJournal(lease=lease, actor=lease.owner)
+    journal = DatabaseJournal(lease=lease, actor=lease.owner, tool_names=frozenset(t.name for t in spec.tools))
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
         )
     except Exception as exc:
-        task_spans_store(task=task)
         failure = classify_model_failure(exc)
         logger.warning(
             "agent run failed", exc_info=exc, extra={"retryable": failure.retryable, "reason": failure.reason}
         )
         _model_failed(lease, failure)
         return
-    task_spans_store(task=task)
+    finally:
+        task_spans_store(task=task)
     if outcome.suspended:
         logger.info("task run suspended")
     elif outcome.max_turns_exceeded:

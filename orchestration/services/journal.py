@@ -17,7 +17,7 @@ from agent_runtime.journal import RunSuspended, TurnUsage
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
 from orchestration.services.approvals import approval_request, approval_take
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
-from orchestration.services.recovery import DEFAULT_TOOL_RETRY, task_tool_failure_settle
+from orchestration.services.recovery import DEFAULT_TOOL_RETRY, task_replan_allowed, task_tool_failure_settle
 from orchestration.services.steps import step_begin, step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.base import CallContext
@@ -38,9 +38,10 @@ def _call_ref(call_id: str) -> str:
 
 
 class DatabaseJournal:
-    def __init__(self, *, lease: Lease, actor: str) -> None:
+    def __init__(self, *, lease: Lease, actor: str, tool_names: frozenset[str] = frozenset()) -> None:
         self.lease = lease
         self.actor = actor
+        self.tool_names = tool_names
         # The attempt of each step this run started: a step closes only if it is still that attempt, so a
         # worker that lost its lease never overwrites the step its successor restarted.
         self._attempts: dict[str, int] = {}
@@ -113,8 +114,19 @@ class DatabaseJournal:
             calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
             if task is not None and task.state == TaskState.RECEIVED and calls:
                 task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
-        if task is None:
+            handed_off = task is not None and not self._unknown_tools_allowed(task, calls)
+        if task is None or handed_off:
             raise RunSuspended("the task was taken back while the model answered")
+
+    def _unknown_tools_allowed(self, task: Task, calls: list[str]) -> bool:
+        """A call to a tool the agent lacks goes back to the model (the SDK says so); each one is a re-plan."""
+        for name in calls:
+            if name not in self.tool_names:
+                why = f"the model called {name!r}, which this agent does not have"
+                if not task_replan_allowed(task=task, why=why, actor=self.actor):
+                    return False
+        task.save()
+        return True
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():

@@ -31,12 +31,26 @@ def task_tool_failure_settle(
         task_tool_retry_or_hand_off(task=task, step=step, result=result, policy=policy, actor=actor)
         return False
     if action == RecoveryAction.REPLAN:
+        if not task_replan_allowed(task=task, why=_describe(step, result), actor=actor, transition="finish_tool"):
+            return False
         task_transition(task=task, name="finish_tool", actor=actor, reason=f"{_describe(step, result)}; re-planning")
         return True
     if action == RecoveryAction.HANDOFF:
         task_transition(task=task, name="hand_off", actor=actor, reason=_describe(step, result))
         return False
     task_transition(task=task, name="fail_tool_fatal", actor=actor, reason=_describe(step, result))
+    return False
+
+
+def task_replan_allowed(*, task: Task, why: str, actor: str, transition: str | None = None) -> bool:
+    """Count one re-plan on the locked task; past the cap, hand it to a human instead (False)."""
+    task.replans += 1
+    if task.replans <= settings.AGENT_REPLAN_CAP:
+        return True
+    if transition is not None:  # leave TOOL_RUNNING first, so the log shows the call ended
+        task_transition(task=task, name=transition, actor=actor, reason=why)
+    reason = f"the model re-planned {task.replans - 1} times (cap {settings.AGENT_REPLAN_CAP}); last: {why}"
+    task_transition(task=task, name="hand_off", actor=actor, reason=reason)
     return False
 
 

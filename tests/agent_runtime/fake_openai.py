@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,7 @@ Reply = dict[str, Any] | httpx2.Response
 class FakeEndpoint:
     """Answers each model request with the next scripted reply; a Response is sent as is (errors)."""
 
-    script: list[Reply]
+    script: Sequence[Reply]
     requests: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
 
@@ -85,7 +85,7 @@ class FakeEndpoint:
         self.requests.append(json.loads(request.content))
         if not self.script:
             return httpx2.Response(500, json={"error": {"message": "script exhausted"}})
-        reply = self.script.pop(0)
+        reply, self.script = self.script[0], self.script[1:]
         return reply if isinstance(reply, httpx2.Response) else httpx2.Response(200, json=reply)
 
     def client_factory(self) -> Callable[[], httpx2.AsyncClient]:
