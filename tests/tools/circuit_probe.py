@@ -1,0 +1,57 @@
+"""A separate worker-like process acting on the shared circuit breaker (run by test_circuit_breaker.py).
+
+python -m tests.tools.circuit_probe <tool> <action> [start_at]   action: fail | allow | succeed
+Prints one JSON line: {"allowed": bool} for allow, {"ok": true} otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
+
+import django
+
+django.setup()
+
+from tools.contract import CircuitPolicy, Contract, RetryPolicy  # noqa: E402
+from tools.services.circuits import circuit_allow, circuit_record  # noqa: E402
+
+# Open long enough to outlast a process start (Django and the agent SDK take a few seconds to import).
+THRESHOLD, WINDOW, OPEN_SECONDS = 3, 120, 12
+
+
+def contract(tool: str) -> Contract:
+    return Contract(
+        name=tool,
+        adapter=tool,
+        version_id=0,
+        version=1,
+        description="probe",
+        parameters_schema={"type": "object", "properties": {}, "required": []},
+        result_schema={"type": "object"},
+        error_codes={},
+        timeout_seconds=5,
+        retry=RetryPolicy(3, 1, 30),
+        circuit=CircuitPolicy(THRESHOLD, WINDOW, OPEN_SECONDS),
+        approval_mode="never",
+        approval_rule=None,
+    )
+
+
+def main() -> None:
+    tool, action = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:  # line up with the other process
+        time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+    if action == "allow":
+        print(json.dumps({"allowed": circuit_allow(contract(tool))}))
+        return
+    circuit_record(contract(tool), failed=action == "fail", code="TIMEOUT" if action == "fail" else None)
+    print(json.dumps({"ok": True}))
+
+
+if __name__ == "__main__":
+    main()
