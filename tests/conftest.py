@@ -4,6 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -37,6 +38,14 @@ def api(client_user: User) -> APIClient:
     client = APIClient()
     token = Token.objects.create(user=client_user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def operator(db: None) -> Client:
+    """A logged-in superuser, for admin pages."""
+    client = Client()
+    client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", "unused-password-1"))
     return client
 
 

@@ -13,13 +13,6 @@ from tests.factories import submit_task
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def operator() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", "unused-password-1"))
-    return client
-
-
 def _form(**changes: object) -> dict[str, object]:
     current = AgentConfig.objects.get(name="default").current
     assert current is not None

@@ -22,13 +22,6 @@ from tools.services.contracts import version_values
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def operator() -> Client:
-    client = Client()
-    client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", "unused-password-1"))
-    return client
-
-
 def _form_data(contract: ToolContract, **changes: Any) -> dict[str, Any]:
     assert contract.current is not None
     values = {**version_values(contract.current), **changes}
