@@ -156,7 +156,7 @@ class Step(ConcurrentTransitionMixin, models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="steps")
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=StepKind.choices)
-    # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<call_id>" for a tool.
+    # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<turn>:<call_id>" for a tool.
     ref = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="Model name or tool name")
     contract_version = models.ForeignKey(

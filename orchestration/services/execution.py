@@ -83,6 +83,9 @@ def _run(task: Task, lease: Lease) -> None:
 
 
 def _agent_spec(profile: AgentProfile) -> AgentSpec:
+    price = price_for(profile.model)
+    if price is None:
+        logger.warning("no price for this model: its cost is recorded as 0", extra={"model": profile.model})
     available = tool_specs()
     allowed = set(profile.tools) | {HANDOFF_TOOL}  # every agent can always reach a human
     return AgentSpec(
@@ -92,7 +95,7 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
         tools=tuple(t for t in available if not profile.tools or t.name in allowed),
         max_turns=profile.max_turns,
         model_settings=profile.model_settings,
-        price=price_for(profile.model),
+        price=price,
     )
 
 

@@ -33,8 +33,10 @@ def _turn_ref(turn: int) -> str:
     return f"turn:{turn}"
 
 
-def _call_ref(call_id: str) -> str:
-    return f"call:{call_id}"
+def _call_ref(turn: int, call_id: str) -> str:
+    # The turn is part of the identity: some OpenAI-compatible servers reuse call ids ("call_0") across turns,
+    # and a step must never replay another turn's result (the SDK refuses such reuse too).
+    return f"call:{turn}:{call_id}"
 
 
 class DatabaseJournal:
@@ -45,9 +47,12 @@ class DatabaseJournal:
         # The attempt of each step this run started: a step closes only if it is still that attempt, so a
         # worker that lost its lease never overwrites the step its successor restarted.
         self._attempts: dict[str, int] = {}
+        # The model turn whose tool calls run now: the SDK runs a turn's calls before it asks for the next turn.
+        self._turn = 0
 
     # --- the RunJournal protocol ------------------------------------------------------------------
     async def replay_turn(self, turn: int) -> dict[str, Any] | None:
+        self._turn = turn
         return await sync_to_async(self._recorded_output, thread_sensitive=True)(_turn_ref(turn))
 
     async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
@@ -151,7 +156,7 @@ class DatabaseJournal:
         return None
 
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
-        ref = _call_ref(call_id)
+        ref = _call_ref(self._turn, call_id)
         decision = self._decision(ref)
         if decision is None or decision.used_at is not None:
             recorded = self._recorded_tool_result(ref)

@@ -169,7 +169,26 @@ def test_malformed_function_arguments_are_replanned(responses_api: None, monkeyp
     use_endpoint(monkeypatch, endpoint)
     task = _run(_task())
     assert task.state == TaskState.COMPLETED
-    bad = Step.objects.get(task=task, ref="call:call_bad")
+    bad = Step.objects.get(task=task, ref="call:1:call_bad")
     assert bad.output["error_code"] == "INVALID_ARGUMENTS" and "not valid JSON" in bad.output["error_message"]
     fed_back = [i for i in endpoint.requests[1]["input"] if i.get("type") == "function_call_output"]
     assert json.loads(fed_back[0]["output"])["error_code"] == "INVALID_ARGUMENTS"
+
+
+def test_a_server_reusing_call_ids_gets_a_clear_reason(
+    chat_completions_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp-style ids ("call_0" every turn): turn two must not replay turn one's result; the SDK refuses."""
+    note = {"order_number": "A-1001", "note": "called"}
+    endpoint = FakeEndpoint(
+        [
+            chat_call("lookup_order", LOOKUP, "call_0", (10, 2)),
+            chat_call("add_order_note", note, "call_0", (10, 2)),
+            chat_message("Done.", (10, 2)),
+        ]
+    )
+    use_endpoint(monkeypatch, endpoint)
+    task = _run(_task())
+    assert task.state == TaskState.MANUAL_REVIEW
+    assert "reused a completed tool call ID" in task.state_reason
+    assert [s.name for s in Step.objects.filter(task=task, kind=StepKind.TOOL_CALL)] == ["lookup_order"]

@@ -49,8 +49,8 @@ def test_killed_after_the_second_turn_resumes_without_new_requests_or_reruns(sta
     turns = Step.objects.filter(task=task, kind=StepKind.MODEL_TURN).order_by("seq")
     assert [turn.attempt for turn in turns] == [1, 1, 1, 1]
     assert [(t.input_tokens, t.output_tokens) for t in turns] == [(100, 10), (150, 12), (200, 11), (250, 9)]
-    assert Step.objects.get(task=task, ref="call:call_1").attempt == 1
-    assert Step.objects.get(task=task, ref="call:call_2").attempt == 2
+    assert Step.objects.get(task=task, ref="call:1:call_1").attempt == 1
+    assert Step.objects.get(task=task, ref="call:2:call_2").attempt == 2
     assert OrderNote.objects.count() == 1
     task = Task.objects.get(pk=task.pk)
     assert (task.input_tokens, task.output_tokens) == (700, 42)

@@ -77,9 +77,9 @@ def test_resumed_run_replays_recorded_turns_and_tool_results(owner: User, monkey
     attempts = dict(Step.objects.filter(task=task).values_list("ref", "attempt"))
     assert attempts == {
         "turn:1": 1,
-        "call:call_1_lookup_order": 1,
+        "call:1:call_1_lookup_order": 1,
         "turn:2": 1,
-        "call:call_2_add_order_note": 1,
+        "call:2:call_2_add_order_note": 1,
         "turn:3": 2,
     }
     assert OrderNote.objects.count() == 1
