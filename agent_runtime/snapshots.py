@@ -24,6 +24,28 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def contains_nul(value: Any) -> bool:
+    """True if any string (or key) holds a NUL character, which PostgreSQL text and jsonb cannot store."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+def without_nul(value: Any) -> Any:
+    """The value with every NUL character replaced by U+FFFD, so it can be stored (snapshots only)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(item) for item in value]
+    return value
+
+
 def response_to_snapshot(response: ModelResponse) -> dict[str, Any]:
     return {
         "output": to_jsonable(response.output),

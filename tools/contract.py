@@ -99,6 +99,6 @@ class Contract:
             return f"{self.name} always needs approval"
         if self.approval_mode == ApprovalMode.RULE and self.approval_rule:
             value = arguments.get(self.approval_rule["field"])
-            if isinstance(value, int) and value > self.approval_rule["above"]:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > self.approval_rule["above"]:
                 return f"{self.name}: {self.approval_rule['field']} {value} is above {self.approval_rule['above']}"
         return None

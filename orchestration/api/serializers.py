@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
+from agent_runtime.snapshots import contains_nul
 from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskState, TaskTransition
 
 
@@ -21,16 +22,6 @@ class StrictCharField(serializers.CharField):
         return str(super().to_internal_value(data))
 
 
-def _has_null_character(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_null_character(key) or _has_null_character(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_null_character(item) for item in value)
-    return False
-
-
 class JSONObjectField(serializers.JSONField):
     default_error_messages = {
         "not_object": "Must be a JSON object.",
@@ -41,7 +32,7 @@ class JSONObjectField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        if _has_null_character(value):  # PostgreSQL's jsonb cannot store them
+        if contains_nul(value):  # PostgreSQL's jsonb cannot store them
             self.fail("null_character")
         return value
 

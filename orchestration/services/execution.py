@@ -10,6 +10,7 @@ from django.db import transaction
 from agent_runtime.catalog import AgentProfile, agent_version, current_agent_version_id, price_for
 from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
+from agent_runtime.snapshots import without_nul
 from agent_runtime.specs import AgentSpec, RunOutcome
 from orchestration import tracing
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
@@ -79,7 +80,7 @@ def _run(task: Task, lease: Lease) -> None:
     elif outcome.max_turns_exceeded:
         _settle(lease, "hand_off", f"the agent reached its turn limit ({spec.max_turns}) without finishing")
     else:
-        _settle(lease, "complete", "the agent answered", result={"output": outcome.final_output})
+        _settle(lease, "complete", "the agent answered", result=without_nul({"output": outcome.final_output}))
 
 
 def _agent_spec(profile: AgentProfile) -> AgentSpec:

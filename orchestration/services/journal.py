@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
@@ -94,7 +95,7 @@ class DatabaseJournal:
             task = self._locked()
             step = step_begin(task=task, kind=StepKind.MODEL_TURN, ref=ref, name=model, step_input=request)
             self._attempts[ref] = step.attempt
-            task_lease_renew(task)
+            task_lease_renew(task, step_deadline_seconds=settings.MODEL_CALL_TIMEOUT_SECONDS)
             task.save()
 
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
@@ -206,7 +207,7 @@ class DatabaseJournal:
                 contract_version_id=contract.version_id if contract else None,
             )
             self._attempts[ref] = step.attempt
-            task_lease_renew(task)
+            task_lease_renew(task, step_deadline_seconds=contract.timeout_seconds if contract else 0)
             if task.state == TaskState.RECEIVED:
                 # The model's first decision was recorded by a worker that lost the task before moving it on.
                 task_transition(task=task, name="plan", actor=self.actor, reason="model decision replayed")

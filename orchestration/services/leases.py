@@ -16,6 +16,8 @@ from django.utils import timezone
 
 from orchestration.models import RUNNABLE_STATES, Task
 
+LEASE_GRACE_SECONDS = 5.0
+
 
 class LeaseLost(Exception):
     """The task was taken back (lease expired, task cancelled) while this worker ran it."""
@@ -28,8 +30,10 @@ class Lease:
     owner: str
 
 
-def _expiry() -> datetime:
-    return timezone.now() + timedelta(seconds=settings.STEP_LEASE_SECONDS)
+def _expiry(step_deadline_seconds: float = 0) -> datetime:
+    # Never shorter than the step's own deadline: a slow call inside its timeout must not look abandoned.
+    seconds = max(settings.STEP_LEASE_SECONDS, step_deadline_seconds + LEASE_GRACE_SECONDS)
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def task_lease_acquire(*, task_id: str, owner: str) -> Lease | None:
@@ -52,9 +56,9 @@ def task_locked_for(lease: Lease) -> Task:
     return task
 
 
-def task_lease_renew(task: Task) -> None:
-    """Extend the lease of a locked task before a step starts; the caller saves."""
-    task.lease_expires_at = _expiry()
+def task_lease_renew(task: Task, *, step_deadline_seconds: float = 0) -> None:
+    """Extend the lease of a locked task before a step starts, to cover that step's deadline; the caller saves."""
+    task.lease_expires_at = _expiry(step_deadline_seconds)
 
 
 def task_lease_release(task: Task) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
+from agent_runtime.snapshots import without_nul
 from orchestration.models import Step, StepKind, Task
 
 
@@ -38,13 +39,13 @@ def step_begin(
             name=name,
             idempotency_key=step_key(task, ref),
             trace_id=task.trace_id,
-            input=step_input,
+            input=without_nul(step_input),
             started_at=now,
             contract_version_id=contract_version_id,
         )
     step.restart()
     step.attempt += 1
-    step.input = step_input
+    step.input = without_nul(step_input)
     step.contract_version_id = contract_version_id
     step.output = None
     step.started_at = now
@@ -67,7 +68,7 @@ def step_close(
         step.succeed()
     else:
         step.fail()
-    step.output = output
+    step.output = without_nul(output)
     step.finished_at = timezone.now()
     step.duration_ms = int((step.finished_at - step.started_at).total_seconds() * 1000)
     step.input_tokens = input_tokens

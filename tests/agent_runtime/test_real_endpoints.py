@@ -192,3 +192,20 @@ def test_a_server_reusing_call_ids_gets_a_clear_reason(
     assert task.state == TaskState.MANUAL_REVIEW
     assert "reused a completed tool call ID" in task.state_reason
     assert [s.name for s in Step.objects.filter(task=task, kind=StepKind.TOOL_CALL)] == ["lookup_order"]
+
+
+def test_nul_characters_from_the_model_are_stored_safely(responses_api: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    note = {"order_number": "A-1001", "note": "bad\u0000byte"}
+    endpoint = FakeEndpoint(
+        [
+            responses_call("add_order_note", note, "call_nul", (10, 2)),
+            responses_message("Could not add it\u0000.", (10, 2)),
+        ]
+    )
+    use_endpoint(monkeypatch, endpoint)
+    task = _run(_task())
+    assert task.state == TaskState.COMPLETED
+    assert task.result == {"output": "Could not add it\ufffd."}
+    step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL)
+    assert step.output["error_code"] == "INVALID_ARGUMENTS"
+    assert step.input["arguments"]["note"] == "bad\ufffdbyte"

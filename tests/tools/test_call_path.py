@@ -150,3 +150,23 @@ def test_open_circuit_fails_fast_and_the_task_backs_off(demo_orders: None, monke
     )
     assert task.state == TaskState.TOOL_FAILED_RETRYABLE
     assert "CIRCUIT_OPEN" in task.state_reason and "retry 1 of 3" in task.state_reason
+
+
+def test_an_integral_float_cannot_slip_past_the_approval_rule(demo_orders: None) -> None:
+    from shop.models import Refund
+
+    base = {"order_number": "A-1002", "currency": "USD", "reason": "r"}
+    held = _call("refund_order", json.dumps({**base, "amount_cents": 60000.0}), key="k-float-big")
+    assert held.error_code == ErrorCode.APPROVAL_REQUIRED
+    small = _call("refund_order", json.dumps({**base, "amount_cents": 1500.0}), key="k-float-small")
+    assert small.ok and small.data is not None and small.data["refunded"]["amount_cents"] == 1500
+    assert [refund.amount_cents for refund in Refund.objects.all()] == [1500]
+    assert _call("refund_order", json.dumps({**base, "amount_cents": 1500.5}), key="k-frac").error_code == (
+        ErrorCode.INVALID_ARGUMENTS
+    )
+
+
+def test_nul_characters_in_arguments_are_invalid(demo_orders: None) -> None:
+    result = _call("add_order_note", json.dumps({"order_number": "A-1001", "note": "a\u0000b"}))
+    assert (result.error_code, result.retryable) == (ErrorCode.INVALID_ARGUMENTS, False)
+    assert "NUL" in (result.error_message or "")

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from agent_runtime.snapshots import contains_nul
 from tools.adapters.base import CallContext, ToolAdapter, adapter_for
 from tools.contract import Contract
 from tools.deadline import DeadlineExceeded, deadline
@@ -65,10 +66,23 @@ def _parse_arguments(raw: str, schema: dict[str, Any]) -> tuple[dict[str, Any], 
         return {}, f"arguments are not valid JSON: {exc.msg} at position {exc.pos}"
     if not isinstance(arguments, dict):
         return {}, "arguments must be a JSON object"
+    if contains_nul(arguments):
+        return {}, "arguments must not contain NUL characters (\\u0000)"
     error = _first_error(arguments, schema)
     if error is not None:
         return arguments, f"{_path(error)}: {error.message}"
-    return arguments, None
+    return _integral_floats_as_ints(arguments), None
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """JSON Schema counts 5000.0 as an integer; adapters and approval rules then get the int 5000."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
 
 
 def _first_error(instance: Any, schema: dict[str, Any]) -> ValidationError | None:
