@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
 
 from agent_runtime.catalog import AgentProfile, agent_version, current_agent_version_id, price_for
 from agent_runtime.failures import ModelFailure, classify_model_failure
@@ -48,10 +50,33 @@ def task_run(*, task_id: str, worker: str) -> None:
     task = Task.objects.get(pk=task_id)
     with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)):
         logger.info("task run started", extra={"state": task.state, "worker": worker})
-        if task.state == TaskState.TOOL_RUNNING:
-            _recover_lost_call(lease)
-            return
-        _run(task, lease)
+        try:
+            if task.state == TaskState.TOOL_RUNNING:
+                _recover_lost_call(lease)
+            else:
+                _run(task, lease)
+        except (OperationalError, InterfaceError):
+            logger.exception("database connection lost during the run")
+            _release_after_connection_loss(lease)
+
+
+def _release_after_connection_loss(lease: Lease) -> None:
+    """Hand the task back at once over a fresh connection, instead of waiting for the lease to run out.
+
+    What the lost transaction held was rolled back by PostgreSQL; the next run replays from the journal. If
+    the database is still unreachable, the lease simply expires and the sweeper takes over.
+    """
+    connection.close()
+    try:
+        due = timezone.now() + timedelta(seconds=1)
+        released = Task.objects.filter(pk=lease.task_id, lease_token=lease.token).update(
+            lease_token=None, lease_owner="", lease_expires_at=None, next_run_at=due
+        )
+        if released:
+            with transaction.atomic():
+                task_enqueue(task=Task.objects.get(pk=lease.task_id), due_at=due)
+    except (OperationalError, InterfaceError):
+        logger.warning("database still unreachable; the lease will expire and the sweeper will resend")
 
 
 def _run(task: Task, lease: Lease) -> None:
