@@ -3,12 +3,18 @@
 Run by Celery beat every few seconds. It re-sends every task that is due, not held by a live lease, and
 whose last message is overdue, so a flushed or restarted broker, a lost message or a dead worker loses
 nothing. Duplicate messages are harmless: a worker that cannot take the lease does nothing.
+
+While messages wait in the broker's queue (a backlog: workers busy), an overdue task's message is most likely
+still in that queue, so only tasks overdue for much longer (BACKLOG_PATIENCE times) are sent again; otherwise
+every sweep would add a copy of the whole backlog to it.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -18,12 +24,28 @@ from orchestration.models import RUNNABLE_STATES, Task
 from orchestration.services.scheduling import task_enqueue
 
 SWEEP_BATCH = 500
+BACKLOG_PATIENCE = 10
+
+logger = logging.getLogger(__name__)
+
+
+def broker_backlog() -> int:
+    """Messages waiting in the default queue (0 if the broker cannot tell or does not answer)."""
+    try:
+        with current_app.connection_for_write() as conn:
+            queue = current_app.conf.task_default_queue
+            declared = conn.default_channel.queue_declare(queue=queue, passive=True)  # type: ignore[attr-defined]
+            return int(declared.message_count)
+    except Exception:
+        logger.warning("cannot read the broker's queue depth; sweeping as if it were empty")
+        return 0
 
 
 def tasks_sweep() -> int:
     """Send every due task whose message seems lost; return how many were sent."""
     now = timezone.now()
-    overdue_before = now - timedelta(seconds=settings.SWEEP_REQUEUE_AFTER_SECONDS)
+    patience = settings.SWEEP_REQUEUE_AFTER_SECONDS * (BACKLOG_PATIENCE if broker_backlog() else 1)
+    overdue_before = now - timedelta(seconds=patience)
     due = (
         Task.objects.filter(state__in=RUNNABLE_STATES, next_run_at__lte=now)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))

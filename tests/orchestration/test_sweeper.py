@@ -64,3 +64,18 @@ def test_submission_survives_a_broker_outage(broker: redis.Redis, monkeypatch: p
     Task.objects.filter(pk=task.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
     assert tasks_sweep() == 1
     assert broker.llen("celery") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_is_not_copied_into_the_queue(broker: redis.Redis) -> None:
+    """With messages waiting, a task overdue by a little is presumed queued; overdue by a lot, lost."""
+    owner = User.objects.create(username="o")
+    task = submit_task(owner)
+    assert broker.llen("celery") == 1  # its own message waits: a backlog of one
+    Task.objects.filter(pk=task.pk).update(enqueued_at=timezone.now() - timedelta(seconds=5))
+    assert tasks_sweep() == 0
+    Task.objects.filter(pk=task.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
+    assert tasks_sweep() == 1
+    broker.flushdb()
+    Task.objects.filter(pk=task.pk).update(enqueued_at=timezone.now() - timedelta(seconds=5))
+    assert tasks_sweep() == 1, "an empty queue means the message was lost"

@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
+from agent_runtime.snapshots import contains_nul
 from tools.adapters.base import CallContext, ToolAdapter
 from tools.contract import Contract
 from tools.envelope import ToolResult
@@ -74,6 +75,7 @@ def test_valid_arguments_reach_the_adapter(tool: str, spy: SpyAdapter) -> None:
     @PROPERTY
     @given(arguments=from_schema(contract.strict_parameters_schema))
     def check(arguments: dict[str, Any]) -> None:
+        assume(not contains_nul(arguments))  # valid JSON Schema, but PostgreSQL cannot store NUL: refused apart
         before = len(spy.calls)
         result = _call(contract, json.dumps(arguments), next_key())
         assert result.error_code != ErrorCode.INVALID_ARGUMENTS, result.error_message

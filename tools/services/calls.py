@@ -66,11 +66,11 @@ def _parse_arguments(raw: str, schema: dict[str, Any]) -> tuple[dict[str, Any], 
         return {}, f"arguments are not valid JSON: {exc.msg} at position {exc.pos}"
     if not isinstance(arguments, dict):
         return {}, "arguments must be a JSON object"
-    if contains_nul(arguments):
-        return {}, "arguments must not contain NUL characters (\\u0000)"
     error = _first_error(arguments, schema)
     if error is not None:
         return arguments, f"{_path(error)}: {error.message}"
+    if contains_nul(arguments):
+        return {}, "arguments must not contain NUL characters (\\u0000)"
     return _integral_floats_as_ints(arguments), None
 
 
