@@ -26,6 +26,49 @@ def offline_fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     tokens.encoding.cache_clear()
 
 
+# Token ids computed once with bpe-openai 0.1.4 (which reproduces tiktoken's ids), encode(disallowed_special=()).
+SAMPLES: list[str] = [
+    "Hello, world! Refund 200.00 USD on order A-1002.",
+    "Grüße aus Köln — 東京タワー 🚀🚀",
+    "def f(x):\n\treturn x ** 2  # square\n\n\n",
+    "   leading and trailing spaces   ",
+    "1234567890 3.14159 -42",
+    "<|endoftext|> is plain text here",
+    '{"order_number": "A-1001"}',
+    "",
+]
+EXPECTED_IDS: dict[str, list[list[int]]] = {
+    "o200k_base": [
+        [13225, 11, 2375, 0, 100598, 220, 1179, 13, 504, 20475, 402, 2569, 355, 12, 1353, 17, 13],
+        [3193, 572, 13153, 3976, 85686, 2733, 185244, 12288, 34022, 3022, 169883, 222, 112927, 222],
+        [1314, 285, 4061, 1883, 1393, 1215, 6240, 220, 17, 220, 1069, 13749, 2499],
+        [256, 8117, 326, 57985, 18608, 271],
+        [7633, 19354, 29338, 15, 220, 18, 13, 16926, 4621, 533, 4689],
+        [27, 91, 419, 1440, 919, 91, 29, 382, 21402, 2201, 2105],
+        [10848, 2143, 11733, 1243, 392, 32, 12, 1353, 16, 18583],
+        [],
+    ],
+    "cl100k_base": [
+        [9906, 11, 1917, 0, 8718, 1263, 220, 1049, 13, 410, 20121, 389, 2015, 362, 12, 1041, 17, 13],
+        [6600, 2448, 24352, 9608, 65994, 2312, 2001, 61696, 109, 47653,
+         47307, 2845, 107, 11972, 11410, 248, 222, 9468, 248, 222],
+        [755, 282, 2120, 997, 862, 865, 3146, 220, 17, 220, 674, 9518, 1432],
+        [256, 6522, 323, 28848, 12908, 262],
+        [4513, 10961, 16474, 15, 220, 18, 13, 9335, 2946, 482, 2983],
+        [27, 91, 8862, 728, 428, 91, 29, 374, 14733, 1495, 1618],
+        [5018, 1382, 5617, 794, 330, 32, 12, 1041, 16, 9388],
+        [],
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_IDS))
+def test_official_token_ids_for_varied_text(offline_fresh_cache: None, name: str) -> None:
+    encoding = tokens.encoding(name)
+    assert [encoding.encode(text, disallowed_special=()) for text in SAMPLES] == EXPECTED_IDS[name]
+    assert encoding.decode(EXPECTED_IDS[name][1]) == SAMPLES[1]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "ids"),
     [
