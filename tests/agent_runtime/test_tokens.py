@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import tiktoken.registry
+import tiktoken_ext.openai_public
 
 from agent_runtime import tokens
 
 
 @pytest.fixture
 def offline_fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No network, an empty tiktoken cache, nothing loaded in this process yet."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         raise OSError("network is off in this test")
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # tiktoken's own in-process cache
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
     tokens.encoding.cache_clear()
     yield
     tokens.encoding.cache_clear()
+    assert not (tmp_path / "cache").exists(), "nothing is written to tiktoken's cache"
 
 
 # Token ids computed once with bpe-openai 0.1.4 (which reproduces tiktoken's ids), encode(disallowed_special=()).
@@ -81,12 +86,23 @@ def test_official_token_ids_offline(offline_fresh_cache: None, name: str, text: 
     assert tokens.encoding(name).encode(text) == ids
 
 
-def test_a_tampered_file_is_refused(offline_fresh_cache: None, tmp_path: Path) -> None:
-    tokens._install("o200k_base")
-    cached = next((tmp_path / "cache").iterdir())
-    cached.write_bytes(cached.read_bytes().replace(b"IQ== 0", b"IQ== 1", 1))
-    with pytest.raises(OSError):  # tiktoken drops the bad file and tries to download: refused here
-        tokens.encoding("o200k_base")
+def test_a_tampered_file_is_refused(tmp_path: Path) -> None:
+    data = gzip.decompress((tokens.ENCODINGS_DIR / "o200k_base.tiktoken.gz").read_bytes())
+    tampered = tmp_path / "o200k_base.tiktoken.gz"
+    tampered.write_bytes(gzip.compress(data.replace(b"IQ== 0", b"IQ== 1", 1)))
+    with pytest.raises(ValueError, match="not the official encoding file"):
+        tokens.read_verified(tampered, tokens.SPECS["o200k_base"].sha256)
+
+
+@pytest.mark.parametrize("name", sorted(tokens.SPECS))
+def test_patterns_and_special_tokens_are_tiktokens_own(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken's constructor, with its download stubbed out, passes exactly what we pass."""
+    monkeypatch.setattr(tiktoken_ext.openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: {})
+    official = getattr(tiktoken_ext.openai_public, name)()
+    assert (official["pat_str"], official["special_tokens"]) == (
+        tokens.SPECS[name].pat_str,
+        tokens.SPECS[name].special_tokens,
+    )
 
 
 def test_models_pick_their_encoding(offline_fresh_cache: None) -> None:
