@@ -14,6 +14,3 @@ def user_actor(user: AbstractBaseUser) -> str:
 
 def worker_actor() -> str:
     return f"worker:{socket.gethostname()}:{os.getpid()}"
-
-
-SWEEPER_ACTOR = "system:sweeper"
