@@ -38,6 +38,9 @@ def classify_model_failure(exc: BaseException) -> ModelFailure:
         return ModelFailure(False, str(exc))
     if isinstance(exc, ModelBehaviorError):
         return ModelFailure(False, f"the model's answer could not be used: {exc}")
+    if isinstance(exc, RecursionError):
+        # The SDK itself parses tool arguments; nesting this deep fails the same way on every replay.
+        return ModelFailure(False, "the model's answer could not be used: tool arguments nested too deeply")
     if isinstance(exc, TimeoutError):
         return ModelFailure(True, "the model call timed out")
     return ModelFailure(True, f"{type(exc).__name__}: {str(exc)[:300]}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from agents import ModelResponse, Usage
@@ -22,6 +23,19 @@ def to_jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(raw: str) -> Any:
+    """json.loads for text a model wrote: NaN/Infinity, nesting too deep and over-long integers all raise
+    ValueError (json.loads alone accepts the first and raises RecursionError for the second)."""
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def contains_nul(value: Any) -> bool:

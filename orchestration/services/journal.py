@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 
 from agent_runtime.journal import RunSuspended, TurnUsage
+from agent_runtime.snapshots import loads_strict
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
 from orchestration.services.approvals import approval_request, approval_take
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
@@ -255,7 +256,7 @@ class DatabaseJournal:
 
 def _arguments_snapshot(arguments: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(arguments)
-    except json.JSONDecodeError:
+        parsed = loads_strict(arguments)
+    except ValueError:  # JSONDecodeError included
         return {"arguments_raw": arguments}
     return {"arguments": parsed}

@@ -209,3 +209,29 @@ def test_nul_characters_from_the_model_are_stored_safely(responses_api: None, mo
     step = Step.objects.get(task=task, kind=StepKind.TOOL_CALL)
     assert step.output["error_code"] == "INVALID_ARGUMENTS"
     assert step.input["arguments"]["note"] == "bad\ufffdbyte"
+
+
+def test_non_json_numbers_from_the_model_are_replanned(responses_api: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = FakeEndpoint(
+        [
+            responses_call("lookup_order", '{"order_number": NaN}', "call_nan", (10, 2)),
+            responses_message("Gave up.", (10, 2)),
+        ]
+    )
+    use_endpoint(monkeypatch, endpoint)
+    task = _run(_task())
+    assert task.state == TaskState.COMPLETED and task.replans == 1
+    output = Step.objects.get(task=task, kind=StepKind.TOOL_CALL).output
+    assert output["error_code"] == "INVALID_ARGUMENTS" and "NaN" in output["error_message"]
+
+
+def test_absurdly_nested_arguments_stop_with_a_clear_reason(
+    responses_api: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK cannot parse them (RecursionError) and every replay would fail alike: a human, at once."""
+    deep = "[" * 100_000 + "]" * 100_000
+    endpoint = FakeEndpoint([responses_call("lookup_order", deep, "call_deep", (10, 2))])
+    use_endpoint(monkeypatch, endpoint)
+    task = _run(_task())
+    assert task.state == TaskState.MANUAL_REVIEW and "nested too deeply" in task.state_reason
+    assert len(endpoint.requests) == 1

@@ -124,7 +124,20 @@ def test_invalid_arguments_never_reach_the_adapter_and_name_the_field(tool: str,
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("raw", ["", "{", "[1, 2]", '"text"', "null", '{"order_number": NaN'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "{",
+        "[1, 2]",
+        '"text"',
+        "null",
+        '{"order_number": NaN}',
+        '{"order_number": Infinity}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"order_number": ' + "1" * 5000 + "}",
+    ],
+)
 def test_unparseable_arguments_are_invalid(raw: str, spy: SpyAdapter) -> None:
     result = _call(_contract("lookup_order"), raw, "k")
     assert result.error_code == ErrorCode.INVALID_ARGUMENTS and spy.calls == []

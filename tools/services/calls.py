@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from agent_runtime.snapshots import contains_nul
+from agent_runtime.snapshots import contains_nul, loads_strict
 from tools.adapters.base import CallContext, ToolAdapter, adapter_for
 from tools.contract import Contract
 from tools.deadline import DeadlineExceeded, deadline
@@ -61,9 +61,11 @@ def tool_call(
 
 def _parse_arguments(raw: str, schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     try:
-        arguments = json.loads(raw or "{}")
+        arguments = loads_strict(raw or "{}")
     except json.JSONDecodeError as exc:
         return {}, f"arguments are not valid JSON: {exc.msg} at position {exc.pos}"
+    except ValueError as exc:
+        return {}, f"arguments are not valid JSON: {exc}"
     if not isinstance(arguments, dict):
         return {}, "arguments must be a JSON object"
     error = _first_error(arguments, schema)
