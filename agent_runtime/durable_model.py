@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -9,23 +10,42 @@ from typing import Any
 from agents import ModelResponse
 from agents.models.interface import Model
 
+from agent_runtime.faults import with_model_fault
 from agent_runtime.journal import RunJournal, TurnUsage
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
 from agent_runtime.specs import Price
+from faults.plan import Fault, active_plan
+
+
+class ModelDeadlineExceeded(TimeoutError):
+    """The model request outlived the turn's deadline (whatever the client's own timeouts said)."""
 
 
 class DurableModel(Model):
     """Wraps the real model (offline or an endpoint) for one run.
 
     Turns are numbered in the order the SDK asks for them; since recorded responses are replayed verbatim,
-    a resumed run asks for the same turns in the same order and reaches the first unrecorded one.
+    a resumed run asks for the same turns in the same order and reaches the first unrecorded one. Every request
+    has a hard deadline, so a hung endpoint costs one failed, retryable attempt rather than the whole worker.
     """
 
-    def __init__(self, inner: Model, *, model_name: str, journal: RunJournal, price: Price | None = None) -> None:
+    def __init__(
+        self,
+        inner: Model,
+        *,
+        model_name: str,
+        journal: RunJournal,
+        deadline_seconds: float,
+        price: Price | None = None,
+        fault_key: str = "",
+    ) -> None:
         self.inner = inner
         self.model_name = model_name
         self.journal = journal
+        self.deadline_seconds = deadline_seconds
         self.price = price
+        self.fault_key = fault_key
+        """Identifies the run to the fault plan (tests and drills only)."""
         self._next_turn = 1
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
@@ -34,9 +54,10 @@ class DurableModel(Model):
         recorded = await self.journal.replay_turn(turn)
         if recorded is not None:
             return response_from_snapshot(recorded)
-        await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs))
+        attempt = await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs))
+        fault = active_plan().model_fault(key=self.fault_key, turn=turn, attempt=attempt)
         try:
-            response = await self.inner.get_response(*args, **kwargs)
+            response = await self._request(fault, args, kwargs)
         except Exception as exc:
             await self.journal.fail_turn(turn, {"type": type(exc).__name__, "message": str(exc)[:2000]})
             raise
@@ -45,6 +66,18 @@ class DurableModel(Model):
         usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         await self.journal.end_turn(turn, response_to_snapshot(response), usage)
         return response
+
+    async def _request(self, fault: Fault | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ModelResponse:
+        deadline = asyncio.timeout(self.deadline_seconds)
+        try:
+            async with deadline:
+                return await with_model_fault(fault, lambda: self.inner.get_response(*args, **kwargs))
+        except TimeoutError:
+            if deadline.expired():
+                raise ModelDeadlineExceeded(
+                    f"the model request outlived its deadline ({self.deadline_seconds:g} s)"
+                ) from None
+            raise
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         raise NotImplementedError("durable runs do not stream: each turn is persisted whole")

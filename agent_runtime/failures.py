@@ -42,7 +42,7 @@ def classify_model_failure(exc: BaseException) -> ModelFailure:
         # The SDK itself parses tool arguments; nesting this deep fails the same way on every replay.
         return ModelFailure(False, "the model's answer could not be used: tool arguments nested too deeply")
     if isinstance(exc, TimeoutError):
-        return ModelFailure(True, "the model call timed out")
+        return ModelFailure(True, str(exc) or "the model call timed out")
     return ModelFailure(True, f"{type(exc).__name__}: {str(exc)[:300]}")
 
 

@@ -30,8 +30,9 @@ class RunJournal(Protocol):
     async def replay_turn(self, turn: int) -> dict[str, Any] | None:
         """The recorded response of model turn `turn`, or None if it must be requested."""
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
-        """Persist that turn `turn` is about to be requested, with its input snapshot."""
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
+        """Persist that turn `turn` is about to be requested, with its input snapshot; return its attempt number
+        (2 and up when the turn is requested again after a failure or a lost worker)."""
 
     async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         """Persist the model's response; after this the turn is replayed, never requested again."""

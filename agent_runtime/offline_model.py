@@ -88,10 +88,12 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
     outputs = {item["call_id"]: item.get("output") for item in items if item.get("type") == "function_call_output"}
     if calls:
         last = calls[-1]
-        if last["name"] == HANDOFF_TOOL:
-            return [_message("I have handed this task to a human operator.")]
         envelope = _parse_envelope(outputs.get(last["call_id"]))
-        if envelope is not None and not envelope.get("ok", False):
+        failed = envelope is not None and not envelope.get("ok", False)
+        if last["name"] == HANDOFF_TOOL and not failed:
+            return [_message("I have handed this task to a human operator.")]
+        if failed:
+            assert envelope is not None
             reason = f"{last['name']} failed with {envelope.get('error_code')}: {envelope.get('error_message')}"
             return [_handoff_or_give_up(reason, goal, tools, len(calls))]
     called = {call["name"] for call in calls}

@@ -8,6 +8,7 @@ from typing import Any
 from agents import Agent, FunctionTool, ModelSettings, RunConfig, Runner
 from agents.exceptions import MaxTurnsExceeded
 from agents.models.interface import Model
+from django.conf import settings
 
 from agent_runtime.durable_model import DurableModel
 from agent_runtime.endpoints import resolve_model
@@ -28,7 +29,14 @@ async def run_agent(
     model: Model | None = None,
 ) -> RunOutcome:
     """Run (or resume) the agent on a task until it answers, is suspended, or runs out of turns."""
-    durable = DurableModel(model or resolve_model(spec.model), model_name=spec.model, journal=journal, price=spec.price)
+    durable = DurableModel(
+        model or resolve_model(spec.model),
+        model_name=spec.model,
+        journal=journal,
+        deadline_seconds=settings.MODEL_CALL_TIMEOUT_SECONDS,
+        price=spec.price,
+        fault_key=group_id,
+    )
     # One tool call at a time: each call is a state transition of the task, and those are sequential.
     tool_lock = asyncio.Lock()
     agent: Agent[None] = Agent(

@@ -21,6 +21,7 @@ from config.env import (
     env_str,
     env_url,
 )
+from faults.plan import FaultPlanInvalid, parse_plan
 
 # Lets admin, serializer and view classes be subscripted (ModelAdmin[Task]) for the type checker.
 django_stubs_ext.monkeypatch()
@@ -182,6 +183,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStateEnum": "orchestration.models.TaskState",
         "StepStateEnum": "orchestration.models.StepState",
+        "RecoveryEventEnum": "orchestration.models.RecoveryEvent",
+        "DecisionActionEnum": "orchestration.models.DecisionAction",
     },
 }
 
@@ -213,6 +216,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
+# A step running when the broker connection drops finishes and records its result in PostgreSQL; its lost ack only
+# means a redelivery, which finds the task done or leased. Cancelling it would waste the step.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -224,8 +230,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = env_str("CELERY_BEAT_SCHEDULE_FILENAME", str(VAR
 SWEEP_INTERVAL_SECONDS = env_float("SWEEP_INTERVAL_SECONDS", 5.0, minimum=0.5)
 # A due task whose message was sent this long ago and has not started is assumed lost and sent again.
 SWEEP_REQUEUE_AFTER_SECONDS = env_float("SWEEP_REQUEUE_AFTER_SECONDS", 30.0, minimum=0.0)
-# How long a worker owns a step before the sweeper may take it back (renewed at every step).
-STEP_LEASE_SECONDS = env_float("STEP_LEASE_SECONDS", 120.0, minimum=1.0)
+# How long a worker owns a task between steps (replaying its journal, deciding) before it may be taken back.
+STEP_LEASE_SECONDS = env_float("STEP_LEASE_SECONDS", 60.0, minimum=1.0)
+# During a step the lease runs to the step's deadline (its tool's timeout, or the model-call timeout) plus this:
+# past it, the step counts as lost (its worker died or hung) and runs again under the same key.
+STEP_DEADLINE_GRACE_SECONDS = env_float("STEP_DEADLINE_GRACE_SECONDS", 10.0, minimum=1.0)
 # The model of the `default` agent when it is first installed; afterwards agents are edited in the admin.
 AGENT_MODEL = env_str("AGENT_MODEL", "offline")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -239,8 +248,12 @@ OPENAI_API_STYLE = env_str("OPENAI_API_STYLE", "responses")
 if OPENAI_API_STYLE not in {"responses", "chat_completions"}:
     raise ConfigError(f"OPENAI_API_STYLE must be responses or chat_completions, got {OPENAI_API_STYLE!r}")
 MODEL_CALL_TIMEOUT_SECONDS = env_float("MODEL_CALL_TIMEOUT_SECONDS", 60.0, minimum=1.0)
-# JSON fault plan for tests and drills (see tools/faults.py); empty in production.
+# JSON fault plan for tests and drills (see faults/plan.py); empty in production.
 FAULT_PLAN = env_str("FAULT_PLAN", "")
+try:
+    parse_plan(FAULT_PLAN)
+except FaultPlanInvalid as exc:
+    raise ConfigError(f"FAULT_PLAN is invalid: {exc}") from None
 
 # --- Logging: one JSON object per line, with the task's trace id --------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django_fsm import TransitionNotAllowed
 
-from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskSpan, TaskTransition
+from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskSpan, TaskTransition
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.transitions import task_cancel
@@ -22,7 +22,8 @@ class StepInline(admin.TabularInline[Step, Task]):
     extra = 0
     can_delete = False
     fields = readonly_fields = (
-        "seq", "kind", "name", "state", "attempt", "duration_ms", "input_tokens", "output_tokens", "output",
+        "seq", "kind", "name", "state", "attempt", "deadline_at", "duration_ms", "input_tokens", "output_tokens",
+        "output",
     )  # fmt: skip
     ordering = ["seq"]
 
@@ -35,6 +36,20 @@ class TransitionInline(admin.TabularInline[TaskTransition, Task]):
     extra = 0
     can_delete = False
     fields = readonly_fields = ("created_at", "name", "from_state", "to_state", "actor", "reason")
+
+    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+
+class RecoveryDecisionInline(admin.TabularInline[RecoveryDecision, Task]):
+    """Every decision of the recovery policy on this task: what failed, the rule, what followed and when."""
+
+    model = RecoveryDecision
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = (
+        "created_at", "step", "event", "what", "rule", "action", "attempt", "next_attempt_at", "envelope", "actor",
+    )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False
@@ -59,7 +74,7 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
     show_full_result_count = False
     list_select_related = ["owner"]
-    inlines = [StepInline, TransitionInline, SpanInline]
+    inlines = [StepInline, TransitionInline, RecoveryDecisionInline, SpanInline]
     actions = ["cancel_tasks"]
     readonly_fields = [field.name for field in Task._meta.fields]
 

@@ -176,6 +176,12 @@ class Step(ConcurrentTransitionMixin, models.Model):
     output = models.JSONField(null=True, blank=True)
 
     started_at = models.DateTimeField()
+    deadline_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this attempt must have ended (the tool's timeout, or the model-call timeout); past it, "
+        "with no word from its worker, the step is taken back and run again",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     input_tokens = models.PositiveIntegerField(default=0)
@@ -232,6 +238,49 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} for task {self.task_id} ({self.decision})"
+
+
+class RecoveryEvent(models.TextChoices):
+    TOOL_ERROR = "tool_error", "a tool returned an error"
+    STEP_LOST = "step_lost", "a step outlived its deadline: its worker stopped or hung"
+    MODEL_ERROR = "model_error", "the model request failed"
+    MODEL_MISTAKE = "model_mistake", "the model called a tool its agent does not have"
+    TURN_LIMIT = "turn_limit", "the agent reached its turn limit"
+    DATABASE_ERROR = "database_error", "the run's database connection or transaction failed"
+    CANCELLED = "cancelled", "the task was cancelled while a step ran"
+
+
+class DecisionAction(models.TextChoices):
+    RETRY = "retry", "retry the step after a backoff, same idempotency key"
+    REPLAN = "replan", "hand the error back to the model"
+    HANDOFF = "handoff", "send the task to the manual queue"
+    FATAL = "fatal", "end the task in TOOL_FAILED_FATAL"
+    RESUME = "resume", "hand the task back at once; it resumes from its journal"
+    STOP = "stop", "record what the step did and plan nothing more"
+
+
+class RecoveryDecision(models.Model):
+    """One decision of the recovery policy: what went wrong, which rule decided, what follows and when."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="recovery_decisions")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    event = models.CharField(max_length=20, choices=RecoveryEvent.choices)
+    action = models.CharField(max_length=10, choices=DecisionAction.choices)
+    what = models.TextField(help_text="What happened")
+    rule = models.TextField(help_text="Which rule decided, and what it says")
+    attempt = models.PositiveIntegerField(null=True, blank=True, help_text="The attempt of the step that failed")
+    attempt_started_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="When the next attempt is due")
+    envelope = models.JSONField(null=True, blank=True, help_text="The failed tool result, or the model error")
+    actor = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="recovery_task_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event} -> {self.action}"
 
 
 class TaskSpan(models.Model):

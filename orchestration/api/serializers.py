@@ -10,7 +10,7 @@ from rest_framework import serializers
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
 from agent_runtime.snapshots import contains_nul
-from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskState, TaskTransition
+from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskState, TaskTransition
 
 
 class StrictCharField(serializers.CharField):
@@ -83,6 +83,7 @@ class StepSerializer(serializers.ModelSerializer[Step]):
             "input",
             "output",
             "started_at",
+            "deadline_at",
             "finished_at",
             "duration_ms",
             "input_tokens",
@@ -96,6 +97,26 @@ class TransitionSerializer(serializers.ModelSerializer[TaskTransition]):
     class Meta:
         model = TaskTransition
         fields = ["name", "from_state", "to_state", "actor", "reason", "created_at"]
+
+
+class RecoveryDecisionSerializer(serializers.ModelSerializer[RecoveryDecision]):
+    step_seq = serializers.IntegerField(source="step.seq", allow_null=True, read_only=True)
+
+    class Meta:
+        model = RecoveryDecision
+        fields = [
+            "created_at",
+            "step_seq",
+            "event",
+            "what",
+            "rule",
+            "action",
+            "attempt",
+            "attempt_started_at",
+            "next_attempt_at",
+            "envelope",
+            "actor",
+        ]
 
 
 class PendingApprovalSerializer(serializers.ModelSerializer[Approval]):
@@ -143,6 +164,12 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
 class TaskSerializer(TaskSummarySerializer):
     steps = StepSerializer(many=True, read_only=True)
     transitions = TransitionSerializer(many=True, read_only=True)
+    recovery = RecoveryDecisionSerializer(
+        source="recovery_decisions",
+        many=True,
+        read_only=True,
+        help_text="Every decision of the recovery policy: what failed, which rule decided, what follows and when",
+    )
     pending_approval = serializers.SerializerMethodField()
 
     class Meta(TaskSummarySerializer.Meta):
@@ -154,6 +181,7 @@ class TaskSerializer(TaskSummarySerializer):
             "pending_approval",
             "steps",
             "transitions",
+            "recovery",
         ]
 
     @extend_schema_field(PendingApprovalSerializer(allow_null=True))

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from asgiref.sync import async_to_sync
-from django.db import InterfaceError, OperationalError, connection, transaction
-from django.utils import timezone
+from django.db import DatabaseError, connection, transaction
 
 from agent_runtime.catalog import AgentProfile, agent_version, current_agent_version_id, price_for
 from agent_runtime.failures import ModelFailure, classify_model_failure
@@ -25,18 +23,16 @@ from orchestration.services.leases import (
     task_locked_for,
 )
 from orchestration.services.recovery import (
-    DEFAULT_TOOL_RETRY,
+    step_lost_settle,
+    task_database_failure_settle,
     task_model_retry_or_hand_off,
-    task_tool_retry_or_hand_off,
+    task_turn_limit_settle,
 )
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.spans import task_spans_store
-from orchestration.services.steps import step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.handoff import HANDOFF_TOOL
-from tools.envelope import ToolResult
-from tools.errors import ErrorCode
-from tools.selectors import active_contract, tool_specs
+from tools.selectors import tool_specs
 
 logger = logging.getLogger(__name__)
 
@@ -51,31 +47,29 @@ def task_run(*, task_id: str, worker: str) -> None:
     with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)):
         logger.info("task run started", extra={"state": task.state, "worker": worker})
         try:
-            if task.state == TaskState.TOOL_RUNNING:
-                _recover_lost_call(lease)
-            else:
+            if not _recovered_lost_step(lease):
                 _run(task, lease)
-        except (OperationalError, InterfaceError):
-            logger.exception("database connection lost during the run")
-            _release_after_connection_loss(lease)
+        except DatabaseError as exc:
+            logger.exception("database failure during the run")
+            _release_after_database_failure(lease, exc)
 
 
-def _release_after_connection_loss(lease: Lease) -> None:
-    """Hand the task back at once over a fresh connection, instead of waiting for the lease to run out.
+def _release_after_database_failure(lease: Lease, error: DatabaseError) -> None:
+    """Hand the task back over a fresh connection, instead of waiting for the lease to run out.
 
-    What the lost transaction held was rolled back by PostgreSQL; the next run replays from the journal. If
-    the database is still unreachable, the lease simply expires and the sweeper takes over.
+    What the failed transaction held was rolled back by PostgreSQL; the next run replays from the journal, and
+    a step left running counts as lost (a retryable failure). Failures in a row back off, and past
+    DATABASE_FAILURES_BEFORE_HANDOFF a human takes over, so an error that repeats on every run cannot loop. If the
+    database is still unreachable, the lease simply expires and the sweeper takes over.
     """
     connection.close()
     try:
-        due = timezone.now() + timedelta(seconds=1)
-        released = Task.objects.filter(pk=lease.task_id, lease_token=lease.token).update(
-            lease_token=None, lease_owner="", lease_expires_at=None, next_run_at=due
-        )
-        if released:
-            with transaction.atomic():
-                task_enqueue(task=Task.objects.get(pk=lease.task_id), due_at=due)
-    except (OperationalError, InterfaceError):
+        with transaction.atomic():
+            task = task_locked_for(lease)
+            task_database_failure_settle(task=task, error=f"{type(error).__name__}: {error}", actor=lease.owner)
+    except LeaseLost:
+        logger.warning("lease lost before the database failure was recorded")
+    except DatabaseError:
         logger.warning("database still unreachable; the lease will expire and the sweeper will resend")
 
 
@@ -92,6 +86,9 @@ def _run(task: Task, lease: Lease) -> None:
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
         )
     except Exception as exc:
+        database_failure = _database_failure(exc)
+        if database_failure is not None:
+            raise database_failure from None  # not the model's fault: task_run hands the task back
         failure = classify_model_failure(exc)
         logger.warning(
             "agent run failed", exc_info=exc, extra={"retryable": failure.retryable, "reason": failure.reason}
@@ -99,13 +96,33 @@ def _run(task: Task, lease: Lease) -> None:
         _model_failed(lease, failure)
         return
     finally:
-        task_spans_store(task=task)
+        _store_spans(task)
     if outcome.suspended:
         logger.info("task run suspended")
     elif outcome.max_turns_exceeded:
-        _settle(lease, "hand_off", f"the agent reached its turn limit ({spec.max_turns}) without finishing")
+        _turn_limit_reached(lease, spec)
     else:
         _settle(lease, "complete", "the agent answered", result=without_nul({"output": outcome.final_output}))
+
+
+def _database_failure(exc: BaseException) -> DatabaseError | None:
+    """The database error behind `exc` (the SDK wraps what a tool call raises), if there is one."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, DatabaseError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _store_spans(task: Task) -> None:
+    """Keep the run's spans with the task; never let this mask the run's own outcome."""
+    try:
+        task_spans_store(task=task)
+    except DatabaseError:
+        logger.warning("spans of this run could not be stored")
 
 
 def _agent_spec(profile: AgentProfile) -> AgentSpec:
@@ -138,6 +155,16 @@ def _settle(lease: Lease, transition: str, reason: str, result: dict[str, object
         logger.info("task settled", extra={"transition": transition, "reason": reason})
 
 
+def _turn_limit_reached(lease: Lease, spec: AgentSpec) -> None:
+    why = f"the agent reached its turn limit ({spec.max_turns}) without finishing"
+    try:
+        with transaction.atomic():
+            task = task_locked_for(lease)
+            task_turn_limit_settle(task=task, why=why, agent=spec.name, max_turns=spec.max_turns, actor=lease.owner)
+    except LeaseLost:
+        logger.warning("lease lost before the turn limit was recorded; the next run settles it")
+
+
 def _model_failed(lease: Lease, failure: ModelFailure) -> None:
     try:
         with transaction.atomic():
@@ -147,32 +174,28 @@ def _model_failed(lease: Lease, failure: ModelFailure) -> None:
                 .order_by("-seq")
                 .first()
             )
-            attempts = failed_turn.attempt if failed_turn else 1
-            task_model_retry_or_hand_off(task=task, attempts=attempts, failure=failure, actor=lease.owner)
+            task_model_retry_or_hand_off(task=task, step=failed_turn, failure=failure, actor=lease.owner)
     except LeaseLost:
         logger.warning("lease lost while recording a failed run")
 
 
-def _recover_lost_call(lease: Lease) -> None:
-    """The task was left TOOL_RUNNING by a worker that died or hung past its lease: the call counts as a
-    retryable failure and runs again, under the same key, after the backoff."""
-    lost = ToolResult.failure(
-        ErrorCode.STEP_LOST, "the worker running this call stopped before recording its result", retryable=True
-    )
+def _recovered_lost_step(lease: Lease) -> bool:
+    """Settle what a vanished worker left behind; True when that is all this run may do.
+
+    A step still RUNNING when its task is taken over outlived its deadline: its worker died, hung, or lost its
+    database connection. It counts as a retryable failure of that step: the task is rolled back to its last
+    completed step and the step runs again, after the backoff, under the same idempotency key.
+    """
     with transaction.atomic():
         task = task_locked_for(lease)
-        step = (
-            Step.objects.select_for_update()
-            .filter(task=task, kind=StepKind.TOOL_CALL, state=StepState.RUNNING)
-            .order_by("-seq")
-            .first()
-        )
-        if step is None:  # the call was recorded but the move to PLANNED was not: finish that move
+        step = Step.objects.select_for_update().filter(task=task, state=StepState.RUNNING).order_by("-seq").first()
+        if step is not None:
+            step_lost_settle(task=task, step=step, actor=lease.owner)
+            return True
+        if task.state == TaskState.TOOL_RUNNING:
+            # The call's result was recorded but the move back to PLANNED was not: finish that move.
             task_lease_release(task)
             task_transition(task=task, name="finish_tool", actor=lease.owner, reason="recovered after a lost worker")
             task_enqueue(task=task)
-            return
-        step_close(step=step, succeeded=False, output=lost.to_dict())
-        contract = active_contract(step.name)
-        policy = contract.retry if contract else DEFAULT_TOOL_RETRY
-        task_tool_retry_or_hand_off(task=task, step=step, result=lost, policy=policy, actor=lease.owner)
+            return True
+    return False

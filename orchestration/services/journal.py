@@ -7,6 +7,7 @@ runs on the worker's own thread (asgiref's thread-sensitive mode), so Django's c
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -16,19 +17,31 @@ from django.db.models import F
 
 from agent_runtime.journal import RunSuspended, TurnUsage
 from agent_runtime.snapshots import loads_strict
-from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
+from orchestration.models import (
+    Approval,
+    ApprovalDecision,
+    DecisionAction,
+    RecoveryEvent,
+    Step,
+    StepKind,
+    StepState,
+    Task,
+    TaskState,
+)
 from orchestration.services.approvals import approval_request, approval_take
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
-from orchestration.services.recovery import DEFAULT_TOOL_RETRY, task_replan_allowed, task_tool_failure_settle
+from orchestration.services.recovery import recovery_record, task_replan_allowed, task_tool_failure_settle
 from orchestration.services.steps import step_begin, step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.base import CallContext
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.errors import ErrorCode, RecoveryAction
+from tools.errors import ErrorCode
 from tools.selectors import active_contract
 from tools.services.calls import tool_call
+
+logger = logging.getLogger(__name__)
 
 
 def _turn_ref(turn: int) -> str:
@@ -57,8 +70,8 @@ class DatabaseJournal:
         self._turn = turn
         return await sync_to_async(self._recorded_output, thread_sensitive=True)(_turn_ref(turn))
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
-        await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request)
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
+        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request)
 
     async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
@@ -87,17 +100,25 @@ class DatabaseJournal:
         """The step row, locked, if it is still the attempt this run started and has not ended."""
         step = Step.objects.select_for_update().get(task_id=self.lease.task_id, ref=ref)
         if step.attempt != self._attempts.get(ref) or step.state != StepState.RUNNING:
+            logger.warning(
+                "late result discarded: the step was taken back past its deadline and run again",
+                extra={"step": ref, "attempt": self._attempts.get(ref), "current_attempt": step.attempt},
+            )
             return None
         return step
 
-    def _begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> None:
+    def _begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
         ref = _turn_ref(turn)
+        deadline = settings.MODEL_CALL_TIMEOUT_SECONDS
         with transaction.atomic():
             task = self._locked()
-            step = step_begin(task=task, kind=StepKind.MODEL_TURN, ref=ref, name=model, step_input=request)
+            step = step_begin(
+                task=task, kind=StepKind.MODEL_TURN, ref=ref, name=model, step_input=request, deadline_seconds=deadline
+            )
             self._attempts[ref] = step.attempt
-            task_lease_renew(task, step_deadline_seconds=settings.MODEL_CALL_TIMEOUT_SECONDS)
+            task_lease_renew(task, step_deadline_seconds=deadline)
             task.save()
+        return step.attempt
 
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         """Record the response and its tokens even if the task was cancelled meanwhile: they were paid for."""
@@ -117,23 +138,56 @@ class DatabaseJournal:
                 output_tokens=F("output_tokens") + usage.output_tokens,
                 cost=F("cost") + usage.cost,
             )
-            task = self._locked_or_none()
-            calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
-            if task is not None and task.state == TaskState.RECEIVED and calls:
-                task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
-            handed_off = task is not None and not self._unknown_tools_allowed(task, calls)
-        if task is None or handed_off:
-            raise RunSuspended("the task was taken back while the model answered")
+            stop = self._after_turn(step, response)
+        # Outside the transaction: raising inside it would roll back what was just recorded.
+        if stop is not None:
+            raise RunSuspended(stop)
 
-    def _unknown_tools_allowed(self, task: Task, calls: list[str]) -> bool:
+    def _after_turn(self, step: Step | None, response: dict[str, Any]) -> str | None:
+        """Move the locked task on after a recorded turn; returns why the run must stop, or None."""
+        task = self._locked_or_none()
+        if task is None:
+            self._note_if_cancelled(step, "its response and tokens were recorded")
+            return "the task was taken back while the model answered"
+        calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
+        if task.state == TaskState.RECEIVED and calls:
+            task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
+        if not self._unknown_tools_allowed(task, step, calls):
+            return "the model kept calling tools its agent does not have"
+        task_lease_renew(task)
+        task.save()
+        return None
+
+    def _unknown_tools_allowed(self, task: Task, step: Step | None, calls: list[str]) -> bool:
         """A call to a tool the agent lacks goes back to the model (the SDK says so); each one is a re-plan."""
         for name in calls:
             if name not in self.tool_names:
-                why = f"the model called {name!r}, which this agent does not have"
-                if not task_replan_allowed(task=task, why=why, actor=self.actor):
+                allowed = task_replan_allowed(
+                    task=task,
+                    what=f"the model called {name!r}, which this agent does not have",
+                    rule="a call to an unknown tool goes back to the model as an error",
+                    actor=self.actor,
+                    event=RecoveryEvent.MODEL_MISTAKE,
+                    step=step,
+                )
+                if not allowed:
                     return False
-        task.save()
         return True
+
+    def _note_if_cancelled(self, step: Step | None, recorded: str) -> None:
+        """The run lost its task mid-step; if a cancellation took it, say so on the task (caller's transaction)."""
+        task = Task.objects.select_for_update().get(pk=self.lease.task_id)
+        if step is None or task.state != TaskState.CANCELLED:
+            return  # not ours to record: the worker that took the task over records what it finds
+        recovery_record(
+            task=task,
+            step=step,
+            event=RecoveryEvent.CANCELLED,
+            action=DecisionAction.STOP,
+            what=f"the task was cancelled while step #{step.seq} {step.name} ran; {recorded}",
+            rule="a cancelled task keeps what its running step did and plans nothing more",
+            actor=self.actor,
+        )
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():
@@ -178,6 +232,7 @@ class DatabaseJournal:
                     trace_id=step.trace_id,
                     task_id=self.lease.task_id,
                     timeout_seconds=contract.timeout_seconds if contract else 0,
+                    attempt=step.attempt,
                 ),
                 approved=decision is not None,
             )
@@ -205,6 +260,7 @@ class DatabaseJournal:
                 ref=ref,
                 name=name,
                 step_input=_arguments_snapshot(arguments),
+                deadline_seconds=contract.timeout_seconds if contract else 0,
                 contract_version_id=contract.version_id if contract else None,
             )
             self._attempts[ref] = step.attempt
@@ -227,8 +283,10 @@ class DatabaseJournal:
                 # step again under the same key), and plan nothing more.
                 if step is not None:
                     step_close(step=step, succeeded=result.ok, output=result.to_dict())
+                    self._note_if_cancelled(step, f"its result was recorded ({_outcome(result)})")
                 return None
             step_close(step=step, succeeded=result.ok, output=result.to_dict())
+            task_lease_renew(task)
             if result.error_code == ErrorCode.APPROVAL_REQUIRED:
                 parsed = _arguments_snapshot(arguments).get("arguments", {})
                 approval_request(
@@ -242,16 +300,14 @@ class DatabaseJournal:
                     return None
                 task_transition(task=task, name="finish_tool", actor=self.actor, reason=f"{name} answered")
                 return result.to_json()
-            action = contract.action_for(result) if contract else RecoveryAction.REPLAN
             model_sees_it = task_tool_failure_settle(
-                task=task,
-                step=step,
-                result=result,
-                action=action or RecoveryAction.REPLAN,
-                policy=contract.retry if contract else DEFAULT_TOOL_RETRY,
-                actor=self.actor,
+                task=task, step=step, result=result, contract=contract, actor=self.actor
             )
             return result.to_json() if model_sees_it else None
+
+
+def _outcome(result: ToolResult) -> str:
+    return "ok" if result.ok else f"{result.error_code}"
 
 
 def _arguments_snapshot(arguments: str) -> dict[str, Any]:

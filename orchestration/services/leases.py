@@ -16,8 +16,6 @@ from django.utils import timezone
 
 from orchestration.models import RUNNABLE_STATES, Task
 
-LEASE_GRACE_SECONDS = 5.0
-
 
 class LeaseLost(Exception):
     """The task was taken back (lease expired, task cancelled) while this worker ran it."""
@@ -30,9 +28,7 @@ class Lease:
     owner: str
 
 
-def _expiry(step_deadline_seconds: float = 0) -> datetime:
-    # Never shorter than the step's own deadline: a slow call inside its timeout must not look abandoned.
-    seconds = max(settings.STEP_LEASE_SECONDS, step_deadline_seconds + LEASE_GRACE_SECONDS)
+def _expiry(seconds: float) -> datetime:
     return timezone.now() + timedelta(seconds=seconds)
 
 
@@ -43,7 +39,7 @@ def task_lease_acquire(*, task_id: str, owner: str) -> Lease | None:
     taken = (
         Task.objects.filter(pk=task_id, state__in=RUNNABLE_STATES, next_run_at__lte=now)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-        .update(lease_token=token, lease_owner=owner, lease_expires_at=_expiry())
+        .update(lease_token=token, lease_owner=owner, lease_expires_at=_expiry(settings.STEP_LEASE_SECONDS))
     )
     return Lease(task_id=str(task_id), token=token, owner=owner) if taken else None
 
@@ -57,8 +53,16 @@ def task_locked_for(lease: Lease) -> Task:
 
 
 def task_lease_renew(task: Task, *, step_deadline_seconds: float = 0) -> None:
-    """Extend the lease of a locked task before a step starts, to cover that step's deadline; the caller saves."""
-    task.lease_expires_at = _expiry(step_deadline_seconds)
+    """Extend the lease of a locked task; the caller saves.
+
+    Before a step: to the step's deadline plus STEP_DEADLINE_GRACE_SECONDS, so a worker that dies or hangs in
+    the step loses the task soon after the deadline, and a slow call inside its timeout keeps it. Between steps
+    (replaying, deciding): STEP_LEASE_SECONDS.
+    """
+    if step_deadline_seconds > 0:
+        task.lease_expires_at = _expiry(step_deadline_seconds + settings.STEP_DEADLINE_GRACE_SECONDS)
+    else:
+        task.lease_expires_at = _expiry(settings.STEP_LEASE_SECONDS)
 
 
 def task_lease_release(task: Task) -> None:

@@ -10,6 +10,7 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
+from faults.plan import active_plan
 from orchestration.models import Task
 from orchestration.tracing import TRACE_HEADER
 
@@ -36,12 +37,15 @@ def task_enqueue(*, task: Task, due_at: datetime | None = None) -> None:
     if enqueued_at is None:
         return
     task_id, trace_id = str(task.pk), task.trace_id
+    plan = active_plan()  # drills only: duplicate every message
+    delays = [countdown + copy * plan.duplicate_delay_seconds for copy in range(1 + plan.duplicate_messages)]
 
     def send() -> None:
         try:
-            current_app.send_task(
-                RUN_TASK, args=[task_id], headers={TRACE_HEADER: trace_id}, countdown=countdown or None
-            )
+            for delay in delays:
+                current_app.send_task(
+                    RUN_TASK, args=[task_id], headers={TRACE_HEADER: trace_id}, countdown=delay or None
+                )
         except Exception:
             logger.warning("broker unavailable; the sweeper will send this task", extra={"task_id": task_id})
 

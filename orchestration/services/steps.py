@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,11 +25,16 @@ def step_begin(
     ref: str,
     name: str,
     step_input: dict[str, Any],
+    deadline_seconds: float = 0,
     contract_version_id: int | None = None,
 ) -> Step:
-    """Persist that a step is about to run: a new row, or the next attempt of the same row and key."""
+    """Persist that a step is about to run: a new row, or the next attempt of the same row and key.
+
+    `deadline_seconds` (the tool's timeout, the model-call timeout) sets when this attempt must have ended.
+    """
     step = Step.objects.filter(task=task, ref=ref).first()
     now = timezone.now()
+    deadline_at = now + timedelta(seconds=deadline_seconds) if deadline_seconds > 0 else None
     if step is None:
         next_seq = (Step.objects.filter(task=task).aggregate(top=Max("seq"))["top"] or 0) + 1
         return Step.objects.create(
@@ -41,6 +47,7 @@ def step_begin(
             trace_id=task.trace_id,
             input=without_nul(step_input),
             started_at=now,
+            deadline_at=deadline_at,
             contract_version_id=contract_version_id,
         )
     step.restart()
@@ -49,6 +56,7 @@ def step_begin(
     step.contract_version_id = contract_version_id
     step.output = None
     step.started_at = now
+    step.deadline_at = deadline_at
     step.finished_at = None
     step.duration_ms = None
     step.save()

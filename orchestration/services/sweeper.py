@@ -20,7 +20,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from orchestration.models import RUNNABLE_STATES, Task
+from orchestration.models import RUNNABLE_STATES, Step, StepState, Task
+from orchestration.services.recovery import step_abandoned_close
 from orchestration.services.scheduling import task_enqueue
 
 SWEEP_BATCH = 500
@@ -58,4 +59,25 @@ def tasks_sweep() -> int:
         for task in due:
             task_enqueue(task=task)
             sent += 1
+    steps_abandoned_close()
     return sent
+
+
+def steps_abandoned_close() -> int:
+    """Close steps still RUNNING on tasks that have ended (cancelled mid-step, then its worker died) once their
+    deadline is well past: nobody else will, and a RUNNING step would claim work is in flight. Returns how many."""
+    now = timezone.now()
+    past_deadline = Q(deadline_at__lt=now - timedelta(seconds=settings.STEP_DEADLINE_GRACE_SECONDS)) | Q(
+        deadline_at__isnull=True, started_at__lt=now - timedelta(seconds=settings.STEP_LEASE_SECONDS)
+    )
+    abandoned = Step.objects.filter(past_deadline, state=StepState.RUNNING).exclude(task__state__in=RUNNABLE_STATES)
+    closed = 0
+    for step_id in abandoned.values_list("pk", flat=True)[:SWEEP_BATCH]:
+        with transaction.atomic():
+            step = Step.objects.select_for_update().get(pk=step_id)
+            if step.state != StepState.RUNNING:
+                continue
+            task = Task.objects.select_for_update().get(pk=step.task_id)
+            step_abandoned_close(task=task, step=step, actor="sweeper")
+            closed += 1
+    return closed

@@ -24,6 +24,8 @@ class CallContext:
     task_id: str
     timeout_seconds: float
     """The contract's timeout: give outside calls a client timeout no longer than this."""
+    attempt: int = 1
+    """Which attempt of this call (same key) this is: 2 and up are retries, or reruns after a lost worker."""
 
 
 class ToolAdapter(ABC):

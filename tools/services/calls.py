@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -24,7 +24,7 @@ from tools.contract import Contract
 from tools.deadline import DeadlineExceeded, deadline
 from tools.envelope import ToolResult
 from tools.errors import ErrorCode
-from tools.faults import after_effect_fault, injected_result
+from tools.faults import after_effect, before_effect, tool_fault
 from tools.models import ToolCallRecord
 from tools.services.circuits import circuit_allow, circuit_record
 from tools.services.contracts import contract_violation_record
@@ -115,19 +115,37 @@ def _execute(contract: Contract, adapter: ToolAdapter, arguments: dict[str, Any]
         if recorded is not None:
             return recorded
         logger.exception("tool adapter hit a database constraint", extra={"tool": contract.name})
+    except DatabaseError as error:
+        if connection_lost(error):
+            # Not the tool's failure (nor its circuit's): the attempt rolled back with the connection, and the
+            # orchestrator hands the task back to run the step again under the same key.
+            raise
+        logger.exception("tool adapter hit a database error", extra={"tool": contract.name})
     except Exception:
         # The message may hold connection strings or data the model must not see: log it, do not return it.
         logger.exception("tool adapter raised", extra={"tool": contract.name})
     return ToolResult.failure(ErrorCode.INTERNAL, f"{contract.name} failed unexpectedly", retryable=True)
 
 
+def connection_lost(error: DatabaseError) -> bool:
+    """True when the error means the database connection itself is gone (terminated by the server, a failover,
+    a broken socket), as opposed to a statement failing (deadlock, lock or statement timeout, constraint)."""
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    sqlstate = getattr(error.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
 def _run_and_record(
     contract: Contract, adapter: ToolAdapter, arguments: dict[str, Any], context: CallContext
 ) -> ToolResult:
+    fault = tool_fault(contract.name, context)
     atomic = transaction.atomic() if adapter.database_backed else contextlib.nullcontext()
     with atomic:
-        result = injected_result(contract.name) or adapter.run(arguments, context)
-        after_effect_fault(contract.name)
+        result = before_effect(fault) or adapter.run(arguments, context)
+        after_effect(fault, contract.name)
         result = _checked(contract, result)
         if not result.ok and result.retryable:
             # Nothing of a failed attempt may stay: the retry runs under the same key from a clean slate.
