@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from tests.services import unavailable_service
 
-pytest_plugins = ["tests.workers"]
+pytest_plugins = ["tests.workers", "tests.redis_server"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -54,3 +54,13 @@ def demo_orders(db: None) -> None:
     from shop.services import orders_seed_demo
 
     orders_seed_demo()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.faults.report import summary_lines
+
+    lines = summary_lines()
+    if lines:
+        terminalreporter.section("fault-injection suite")
+        for line in lines:
+            terminalreporter.write_line(line)

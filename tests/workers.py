@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -70,33 +70,43 @@ def _wait_ready(worker: WorkerProcess, timeout: float = 60) -> None:
 StartWorker = Callable[..., WorkerProcess]
 
 
+def _process_environment(env_overrides: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.test_settings",
+        DATABASE_URL=test_database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        LOG_LEVEL="INFO",
+    )
+    env.update(env_overrides)
+    return env
+
+
+def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> WorkerProcess:
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return WorkerProcess(process=process, log_path=log_path)
+
+
 @pytest.fixture
 def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start real `celery worker` processes; every one is stopped when the test ends."""
+    """Start real `celery worker` processes; every one is stopped when the test ends.
+
+    Environment variables given as keyword arguments override the test settings (REDIS_URL, FAULT_PLAN, ...).
+    """
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     started: list[WorkerProcess] = []
 
     def start(*, concurrency: int = 1, **env_overrides: str) -> WorkerProcess:
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="config.test_settings",
-            DATABASE_URL=test_database_url(),
-            REDIS_URL=settings.REDIS_URL,
-            LOG_LEVEL="INFO",
-            **env_overrides,
-        )
-        log_path = tmp_path / f"worker-{len(started)}.log"
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "--pool", "prefork", "--concurrency", str(concurrency),
             "--without-gossip", "--without-mingle", "--without-heartbeat",
             "--loglevel", "INFO", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
         ]  # fmt: skip
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        worker = WorkerProcess(process=process, log_path=log_path)
+        worker = _spawn(command, _process_environment(env_overrides), tmp_path / f"worker-{len(started)}.log")
         started.append(worker)
         _wait_ready(worker)
         return worker
@@ -106,15 +116,41 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[StartWorker
         worker.stop()
 
 
+@pytest.fixture
+def start_beat(transactional_db: None, tmp_path: Path) -> Iterator[StartWorker]:
+    """Start a real `celery beat` (it schedules the sweeper, which a worker runs); stopped when the test ends."""
+    started: list[WorkerProcess] = []
+
+    def start(**env_overrides: str) -> WorkerProcess:
+        schedule = tmp_path / f"beat-{len(started)}-schedule"
+        command = [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO", "-s", str(schedule)]
+        beat = _spawn(command, _process_environment(env_overrides), tmp_path / f"beat-{len(started)}.log")
+        started.append(beat)
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
 def wait_until(
-    condition: Callable[[], bool], *, timeout: float = 60, sweep: bool = False, describe: str = "condition"
+    condition: Callable[[], bool],
+    *,
+    timeout: float = 60,
+    sweep: bool = False,
+    describe: str = "condition",
+    watch: Sequence[WorkerProcess] = (),
 ) -> None:
-    """Poll `condition`; with sweep=True, also act as Celery beat and run the sweeper every second."""
+    """Poll `condition`; with sweep=True, also act as Celery beat and run the sweeper every second. Fails at once,
+    with its log, if a process in `watch` exits."""
     deadline = time.monotonic() + timeout
     last_sweep = 0.0
     while time.monotonic() < deadline:
         if condition():
             return
+        for process in watch:
+            if process.process.poll() is not None:
+                raise AssertionError(f"a worker process exited while waiting for {describe}:\n{process.log()[-4000:]}")
         if sweep and time.monotonic() - last_sweep >= 1.0:
             tasks_sweep()
             last_sweep = time.monotonic()

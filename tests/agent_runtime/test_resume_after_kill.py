@@ -32,8 +32,15 @@ def test_killed_after_the_second_turn_resumes_without_new_requests_or_reruns(sta
     orders_seed_demo()
     agent_update(agent=AgentConfig.objects.get(name="default"), values={"model": "gpt-test"}, user=None)
     with scripted_server(FOUR_TURNS) as endpoint:
-        env = {"OPENAI_BASE_URL": endpoint.base_url, "OPENAI_API_KEY": "sk-test", "STEP_LEASE_SECONDS": "3"}
-        doomed = start_worker(FAULT_PLAN=json.dumps({"add_order_note": {"delay_seconds": 60}}), **env)
+        env = {
+            "OPENAI_BASE_URL": endpoint.base_url,
+            "OPENAI_API_KEY": "sk-test",
+            "STEP_LEASE_SECONDS": "3",
+            "STEP_DEADLINE_GRACE_SECONDS": "2",
+        }
+        doomed = start_worker(
+            FAULT_PLAN=json.dumps({"tools": {"add_order_note": [{"fault": "hang", "seconds": 60}]}}), **env
+        )
         task = submit_task(User.objects.create_user("c"), goal="Check orders", task_input={})
         wait_until(
             lambda: Step.objects.filter(task=task, name="add_order_note", state=StepState.RUNNING).exists(),

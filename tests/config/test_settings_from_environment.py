@@ -64,6 +64,12 @@ def test_check_deploy_is_clean_with_production_settings() -> None:
         ({"REDIS_URL": "http://x"}, "REDIS_URL must be a URL with scheme"),
         ({"STEP_LEASE_SECONDS": "soon"}, "STEP_LEASE_SECONDS must be a number"),
         ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
+        ({"STEP_DEADLINE_GRACE_SECONDS": "0"}, "STEP_DEADLINE_GRACE_SECONDS must be at least 1.0"),
+        (
+            {"FAULT_PLAN": '{"tools": {"lookup_order": [{"fault": "explode"}]}}'},
+            "FAULT_PLAN is invalid: tools/lookup_order/0/fault: 'explode' is not one of",
+        ),
+        ({"FAULT_PLAN": "{not json"}, "FAULT_PLAN is invalid: not valid JSON"),
     ],
 )
 def test_bad_values_stop_start_up_with_a_clear_error(override: dict[str, str], message: str) -> None:

@@ -116,7 +116,9 @@ def test_flushed_redis_loses_no_task(start_worker: StartWorker) -> None:
 def test_worker_killed_mid_step_completes_without_rerunning_finished_steps(start_worker: StartWorker) -> None:
     orders_seed_demo()
     owner = User.objects.create_user("kill-client")
-    doomed = start_worker(FAULT_PLAN=json.dumps({"add_order_note": {"delay_seconds": 60}}), STEP_LEASE_SECONDS="3")
+    doomed = start_worker(
+        FAULT_PLAN=json.dumps({"tools": {"add_order_note": [{"fault": "hang", "seconds": 60}]}}), STEP_LEASE_SECONDS="3"
+    )
     task = submit_task(owner)
     wait_until(
         lambda: Step.objects.filter(task=task, name="add_order_note", state=StepState.RUNNING).exists(),
@@ -129,7 +131,7 @@ def test_worker_killed_mid_step_completes_without_rerunning_finished_steps(start
     assert len(finished_before) == 3  # turn 1, lookup_order, turn 2
     doomed.kill()
 
-    start_worker(STEP_LEASE_SECONDS="3")
+    start_worker(STEP_LEASE_SECONDS="3", STEP_DEADLINE_GRACE_SECONDS="2")
     wait_until(lambda: _state(task.pk) == TaskState.COMPLETED, sweep=True, timeout=90, describe="recovery")
 
     for ref, before in finished_before.items():

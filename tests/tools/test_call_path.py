@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import IntegrityError, InterfaceError, OperationalError
 
 from orchestration.models import Step, StepState, Task, TaskState
 from orchestration.services.execution import task_run
@@ -17,7 +18,7 @@ from tools.envelope import ToolResult
 from tools.errors import ErrorCode
 from tools.models import ToolCallRecord, ToolContract
 from tools.selectors import active_contract, tool_specs
-from tools.services.calls import tool_call
+from tools.services.calls import connection_lost, tool_call
 from tools.services.circuits import circuit_record
 from tools.services.contracts import ContractInvalid, contract_update
 
@@ -41,7 +42,7 @@ def _run(task: Task) -> Task:
 
 
 def test_undeclared_error_code_is_a_counted_fatal_contract_violation(demo_orders: None, settings: Any) -> None:
-    settings.FAULT_PLAN = json.dumps({"lookup_order": {"error_code": "DISK_ON_FIRE", "retryable": True}})
+    settings.FAULT_PLAN = json.dumps({"tools": {"lookup_order": [{"fault": "error", "code": "DISK_ON_FIRE"}]}})
     result = _call("lookup_order")
     assert (result.error_code, result.retryable) == (ErrorCode.CONTRACT_VIOLATION, False)
     contract = ToolContract.objects.get(name="lookup_order")
@@ -62,7 +63,7 @@ def test_result_breaking_its_schema_is_a_violation(demo_orders: None, monkeypatc
 
 
 def test_the_dictionary_decides_retryability(demo_orders: None, settings: Any) -> None:
-    settings.FAULT_PLAN = json.dumps({"refund_order": {"error_code": "ORDER_LOCKED", "retryable": False}})
+    settings.FAULT_PLAN = json.dumps({"tools": {"refund_order": [{"fault": "error", "code": "ORDER_LOCKED"}]}})
     refund = json.dumps({"order_number": "A-1004", "amount_cents": 100, "currency": "EUR", "reason": "x"})
     assert _call("refund_order", refund).retryable is True
 
@@ -70,7 +71,7 @@ def test_the_dictionary_decides_retryability(demo_orders: None, settings: Any) -
 def test_a_hung_adapter_times_out_and_its_writes_roll_back(demo_orders: None, settings: Any) -> None:
     contract = ToolContract.objects.get(name="add_order_note")
     contract_update(contract=contract, values={"timeout_seconds": 0.5}, user=None)
-    settings.FAULT_PLAN = json.dumps({"add_order_note": {"delay_after_effect_seconds": 5}})
+    settings.FAULT_PLAN = json.dumps({"tools": {"add_order_note": [{"fault": "hang_after_effect", "seconds": 5}]}})
     note = json.dumps({"order_number": "A-1001", "note": "hello"})
     result = _call("add_order_note", note)
     assert (result.error_code, result.retryable) == (ErrorCode.TIMEOUT, True)
@@ -131,7 +132,7 @@ def test_handoff_and_fatal_actions_from_the_dictionary(demo_orders: None, settin
     lookup = ToolContract.objects.get(name="lookup_order")
     frozen = {"code": "ORDER_FROZEN", "meaning": "legal hold", "retryable": False, "action": "fatal"}
     contract_update(contract=lookup, values={"error_codes": [*lookup.current.error_codes, frozen]}, user=None)  # type: ignore[union-attr]
-    settings.FAULT_PLAN = json.dumps({"lookup_order": {"error_code": "ORDER_FROZEN", "retryable": False}})
+    settings.FAULT_PLAN = json.dumps({"tools": {"lookup_order": [{"fault": "error", "code": "ORDER_FROZEN"}]}})
     fatal = _run(submit_task(owner, goal="Look up order", task_input={"order_number": "A-1001"}))
     assert fatal.state == TaskState.TOOL_FAILED_FATAL and "ORDER_FROZEN" in fatal.state_reason
     assert fatal.finished_at is not None
@@ -170,3 +171,24 @@ def test_nul_characters_in_arguments_are_invalid(demo_orders: None) -> None:
     result = _call("add_order_note", json.dumps({"order_number": "A-1001", "note": "a\u0000b"}))
     assert (result.error_code, result.retryable) == (ErrorCode.INVALID_ARGUMENTS, False)
     assert "NUL" in (result.error_message or "")
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (OperationalError("terminating connection"), "57P01"),  # admin shutdown: the backend was terminated
+        (OperationalError("server closed the connection unexpectedly"), None),  # the socket broke
+        (OperationalError("could not connect"), "08006"),
+        (InterfaceError("connection already closed"), "any"),
+        (OperationalError("deadlock detected"), "40P01"),
+        (OperationalError("canceling statement due to statement timeout"), "57014"),
+        (IntegrityError("duplicate key"), "23505"),
+    ],
+)
+def test_a_lost_connection_is_told_apart_from_a_failed_statement(error: Exception, lost: str | None) -> None:
+    class PsycopgError(Exception):
+        sqlstate = None if lost in (None, "any") else lost
+
+    error.__cause__ = PsycopgError()
+    expected = lost in (None, "any") or str(lost).startswith(("08", "57P"))
+    assert connection_lost(error) is expected  # type: ignore[arg-type]

@@ -63,7 +63,7 @@ def test_five_retries_and_two_concurrent_redeliveries_refund_once() -> None:
 def test_crash_between_effect_and_record_applies_the_effect_once(settings: Any) -> None:
     orders_seed_demo()
     key = f"u1:task-{uuid.uuid4().hex}:call:call_1_refund_order"
-    settings.FAULT_PLAN = json.dumps({"refund_order": {"crash_after_effect": True}})
+    settings.FAULT_PLAN = json.dumps({"tools": {"refund_order": [{"fault": "crash_after_effect"}]}})
     crashed = _refund(key)
     assert (crashed.ok, crashed.error_code, crashed.retryable) == (False, ErrorCode.INTERNAL, True)
     assert "injected" not in (crashed.error_message or ""), "exception text must not reach the model"
@@ -89,8 +89,8 @@ def _idle_in_transaction() -> int:
 def test_worker_killed_between_effect_and_record_refunds_once(start_worker: StartWorker) -> None:
     orders_seed_demo()
     owner = User.objects.create_user("kill-refund")
-    fault = {"refund_order": {"delay_after_effect_seconds": 60}}
-    doomed = start_worker(FAULT_PLAN=json.dumps(fault), STEP_LEASE_SECONDS="3")
+    fault = {"tools": {"refund_order": [{"fault": "hang_after_effect", "seconds": 60}]}}
+    doomed = start_worker(FAULT_PLAN=json.dumps(fault), STEP_LEASE_SECONDS="3", STEP_DEADLINE_GRACE_SECONDS="2")
     task = submit_task(owner, goal="Refund order A-1004", task_input=REFUND)
     wait_until(
         lambda: (
@@ -101,7 +101,7 @@ def test_worker_killed_between_effect_and_record_refunds_once(start_worker: Star
     )
     doomed.kill()
 
-    start_worker(STEP_LEASE_SECONDS="3")
+    start_worker(STEP_LEASE_SECONDS="3", STEP_DEADLINE_GRACE_SECONDS="2")
     wait_until(
         lambda: Task.objects.get(pk=task.pk).state == TaskState.COMPLETED, sweep=True, timeout=90, describe="recovery"
     )

@@ -1,0 +1,60 @@
+"""An open circuit fails the call fast, as retryable, without running the adapter; the retry follows the backoff
+and, once the circuit lets a probe through, succeeds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from orchestration.models import DecisionAction, RecoveryDecision, Step, StepState, Task, TaskState
+from orchestration.services.execution import task_run
+from shop.models import OrderNote
+from tests.factories import submit_task
+from tests.faults.report import FaultFigures, record_figures
+from tools.circuit import CLOSED
+from tools.errors import ErrorCode
+from tools.models import ToolContract
+from tools.selectors import active_contract
+from tools.services.circuits import circuit_record, circuit_state
+from tools.services.contracts import contract_update
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(task: Task) -> Task:
+    Task.objects.filter(pk=task.pk).update(next_run_at=timezone.now())
+    task_run(task_id=str(task.pk), worker="worker:test")
+    task.refresh_from_db()
+    return task
+
+
+def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: None) -> None:
+    note_contract = ToolContract.objects.get(name="add_order_note")
+    contract_update(
+        contract=note_contract, values={"circuit_failure_threshold": 2, "circuit_open_seconds": 2}, user=None
+    )
+    contract = active_contract("add_order_note")
+    assert contract is not None
+    for _ in range(2):  # the tool failed twice elsewhere: its circuit is open
+        circuit_record(contract, failed=True, code="INTERNAL")
+    opened = time.monotonic()
+
+    task = _run(submit_task(User.objects.create(username="o")))
+    assert task.state == TaskState.TOOL_FAILED_RETRYABLE
+    note = Step.objects.get(task=task, name="add_order_note")
+    assert (note.state, note.output["error_code"]) == (StepState.FAILED, ErrorCode.CIRCUIT_OPEN)
+    assert not OrderNote.objects.exists(), "an open circuit never runs the adapter"
+    decision = RecoveryDecision.objects.get(task=task)
+    assert decision.action == DecisionAction.RETRY and "CIRCUIT_OPEN" in decision.rule
+    assert decision.next_attempt_at is not None
+    assert 0.8 <= (decision.next_attempt_at - decision.created_at).total_seconds() <= 1.2
+
+    time.sleep(max(0.0, opened + 2.1 - time.monotonic()))  # the circuit lets one probe through
+    task = _run(task)
+    assert task.state == TaskState.COMPLETED
+    assert Step.objects.get(pk=note.pk).attempt == 2 and OrderNote.objects.count() == 1
+    assert circuit_state("add_order_note").status == CLOSED
+    record_figures(FaultFigures("circuit open", 1, 1, {task.state: 1}, 0))  # type: ignore[arg-type]
