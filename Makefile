@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test lint format admin-password clean
+.PHONY: install run test soak lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -20,6 +20,11 @@ run: install
 
 test: install lint
 	$(BIN)/pytest
+
+# The fault-injection suite, SCALE times larger (more tasks, more kills); prints its figures at the end.
+SCALE ?= 5
+soak: install
+	FAULT_SUITE_SCALE=$(SCALE) $(BIN)/pytest tests/faults -q
 
 lint: install
 	$(BIN)/ruff check .
