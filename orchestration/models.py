@@ -194,6 +194,12 @@ class Step(ConcurrentTransitionMixin, models.Model):
             models.UniqueConstraint(fields=["task", "seq"], name="step_task_seq"),
             models.UniqueConstraint(fields=["task", "ref"], name="step_task_ref"),
         ]
+        # The sweeper looks for running steps past their deadline every few seconds: only running ones are indexed.
+        indexes = [
+            models.Index(
+                fields=["deadline_at"], condition=models.Q(state=StepState.RUNNING), name="step_running_deadline_idx"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.kind} {self.name} ({self.state})"
