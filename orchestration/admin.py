@@ -51,6 +51,9 @@ class RecoveryDecisionInline(admin.TabularInline[RecoveryDecision, Task]):
         "created_at", "step", "event", "what", "rule", "action", "attempt", "next_attempt_at", "envelope", "actor",
     )  # fmt: skip
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RecoveryDecision]:
+        return super().get_queryset(request).select_related("step")
+
     def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         return False
 

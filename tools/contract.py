@@ -10,7 +10,6 @@ from typing import Any
 from agents.strict_schema import ensure_strict_json_schema
 
 from agent_runtime.specs import ToolSpec
-from tools.envelope import ToolResult
 from tools.errors import SHARED_ERROR_CODES, ErrorCodeSpec, RecoveryAction
 from tools.models import ApprovalMode, ToolContractVersion
 
@@ -86,12 +85,17 @@ class Contract:
     def spec(self) -> ToolSpec:
         return ToolSpec(name=self.name, description=self.description, parameters_schema=self.strict_parameters_schema)
 
-    def action_for(self, result: ToolResult) -> RecoveryAction | None:
-        """What the orchestrator does with a failed result; None for a success."""
-        if result.ok:
-            return None
-        spec = self.error_codes.get(result.error_code or "")
-        return spec.action if spec is not None else RecoveryAction.FATAL
+    def recovery_for(self, error_code: str) -> tuple[RecoveryAction, str]:
+        """What the orchestrator does with a failure of this code, and the dictionary rule that says so.
+        A code missing from the dictionary is fatal."""
+        spec = self.error_codes.get(error_code)
+        if spec is None:
+            return (
+                RecoveryAction.FATAL,
+                f"{self.name} v{self.version}: {error_code} is not in its error dictionary: fatal",
+            )
+        rule = f"{self.name} v{self.version} error dictionary: {error_code} ({spec.meaning}) -> {spec.action}"
+        return spec.action, rule
 
     def approval_reason(self, arguments: dict[str, Any]) -> str | None:
         """Why this call needs a human's approval first, or None."""

@@ -20,7 +20,6 @@ from agent_runtime.snapshots import loads_strict
 from orchestration.models import (
     Approval,
     ApprovalDecision,
-    DecisionAction,
     RecoveryEvent,
     Step,
     StepKind,
@@ -30,7 +29,7 @@ from orchestration.models import (
 )
 from orchestration.services.approvals import approval_request, approval_take
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
-from orchestration.services.recovery import recovery_record, task_replan_allowed, task_tool_failure_settle
+from orchestration.services.recovery import step_cancelled_record, task_replan_allowed, task_tool_failure_settle
 from orchestration.services.steps import step_begin, step_close
 from orchestration.services.transitions import task_transition
 from tools.adapters.base import CallContext
@@ -179,15 +178,7 @@ class DatabaseJournal:
         task = Task.objects.select_for_update().get(pk=self.lease.task_id)
         if step is None or task.state != TaskState.CANCELLED:
             return  # not ours to record: the worker that took the task over records what it finds
-        recovery_record(
-            task=task,
-            step=step,
-            event=RecoveryEvent.CANCELLED,
-            action=DecisionAction.STOP,
-            what=f"the task was cancelled while step #{step.seq} {step.name} ran; {recorded}",
-            rule="a cancelled task keeps what its running step did and plans nothing more",
-            actor=self.actor,
-        )
+        step_cancelled_record(task=task, step=step, recorded=recorded, actor=self.actor)
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():

@@ -72,6 +72,40 @@ def recovery_record(
     )
 
 
+def _hand_off(
+    *,
+    task: Task,
+    step: Step | None,
+    event: RecoveryEvent,
+    what: str,
+    rule: str,
+    reason: str,
+    actor: str,
+    envelope: dict[str, Any] | None = None,
+) -> None:
+    """Record the decision to send the locked task to a human, and send it."""
+    recovery_record(
+        task=task,
+        step=step,
+        event=event,
+        action=DecisionAction.HANDOFF,
+        what=what,
+        rule=rule,
+        actor=actor,
+        envelope=envelope,
+    )
+    task_transition(task=task, name="hand_off", actor=actor, reason=reason)
+
+
+def _resume_at(task: Task, due: datetime, reason: str) -> None:
+    """Let go of the locked task, due again at `due` (its state stays; the retry is a new run)."""
+    task.next_run_at = due
+    task.state_reason = reason
+    task_lease_release(task)
+    task.save()
+    task_enqueue(task=task, due_at=due)
+
+
 def describe_failure(step: Step, result: ToolResult) -> str:
     return f"{step.name} failed with {result.error_code}: {result.error_message}"
 
@@ -86,20 +120,11 @@ def _retry_policy_text(policy: RetryPolicy) -> str:
 def _dictionary_rule(contract: Contract | None, result: ToolResult) -> tuple[RecoveryAction, str]:
     """The action the error dictionary names for this result, and the rule as operators read it."""
     code = result.error_code or ""
-    if contract is None:
-        shared = SHARED_ERROR_CODES.get(code)
-        action = shared.action if shared else RecoveryAction.FATAL
-        return action, f"shared error code {code}: {action}"
-    spec = contract.error_codes.get(code)
-    if spec is None:
-        return (
-            RecoveryAction.FATAL,
-            f"{contract.name} v{contract.version}: {code} is not in its error dictionary: fatal",
-        )
-    return (
-        spec.action,
-        f"{contract.name} v{contract.version} error dictionary: {code} ({spec.meaning}) -> {spec.action}",
-    )
+    if contract is not None:
+        return contract.recovery_for(code)
+    shared = SHARED_ERROR_CODES.get(code)  # no contract (an unknown tool): only the shared codes apply
+    action = shared.action if shared else RecoveryAction.FATAL
+    return action, f"shared error code {code}: {action}"
 
 
 def task_tool_failure_settle(
@@ -172,18 +197,16 @@ def task_replan_allowed(
         return True
     if transition is not None:  # leave TOOL_RUNNING first, so the log shows the call ended
         task_transition(task=task, name=transition, actor=actor, reason=what)
-    recovery_record(
+    _hand_off(
         task=task,
         step=step,
         event=event,
-        action=DecisionAction.HANDOFF,
         what=what,
         rule=f"{rule}; the re-plan cap is used up (AGENT_REPLAN_CAP={cap})",
+        reason=f"the model re-planned {task.replans - 1} times (cap {cap}); last: {what}",
         actor=actor,
         envelope=envelope,
     )
-    reason = f"the model re-planned {task.replans - 1} times (cap {cap}); last: {what}"
-    task_transition(task=task, name="hand_off", actor=actor, reason=reason)
     return False
 
 
@@ -202,18 +225,17 @@ def task_tool_retry_or_hand_off(
     retries_used = step.attempt - 1
     rule = f"{rule}; retry policy: {_retry_policy_text(policy)}"
     if retries_used >= policy.max_retries:
-        recovery_record(
+        task_transition(task=task, name="fail_tool_retryable", actor=actor, reason=what)
+        _hand_off(
             task=task,
             step=step,
             event=event,
-            action=DecisionAction.HANDOFF,
             what=what,
             rule=f"{rule}; retries used up ({retries_used} of {policy.max_retries})",
+            reason=f"{what}; {policy.max_retries} retries used up",
             actor=actor,
             envelope=result.to_dict(),
         )
-        task_transition(task=task, name="fail_tool_retryable", actor=actor, reason=what)
-        task_transition(task=task, name="hand_off", actor=actor, reason=f"{what}; {policy.max_retries} retries used up")
         return
     due = timezone.now() + backoff_delay(
         attempt=step.attempt, base=policy.base_seconds, cap=policy.cap_seconds, jitter=settings.RETRY_JITTER
@@ -257,33 +279,28 @@ def task_model_retry_or_hand_off(
     what = f"model turn failed (attempt {attempts}): {failure.reason}"
     envelope = {"retryable": failure.retryable, "reason": failure.reason}
     if not failure.retryable:
-        rule = "a model error no retry can mend (credentials, a refused request, an unusable answer): a human"
-        recovery_record(
+        _hand_off(
             task=task,
             step=step,
             event=event,
-            action=DecisionAction.HANDOFF,
             what=what,
-            rule=rule,
+            rule="a model error no retry can mend (credentials, a refused request, an unusable answer): a human",
+            reason=f"fatal model error: {failure.reason}",
             actor=actor,
             envelope=envelope,
         )
-        task_transition(task=task, name="hand_off", actor=actor, reason=f"fatal model error: {failure.reason}")
         return
     if attempts > settings.MODEL_RETRY_MAX or task.state not in (TaskState.RECEIVED, TaskState.PLANNED):
-        rule = f"{_model_retry_policy_text()}; retries used up"
-        recovery_record(
+        _hand_off(
             task=task,
             step=step,
             event=event,
-            action=DecisionAction.HANDOFF,
             what=what,
-            rule=rule,
+            rule=f"{_model_retry_policy_text()}; retries used up",
+            reason=f"model request failed {attempts} times; last: {failure.reason}",
             actor=actor,
             envelope=envelope,
         )
-        reason = f"model request failed {attempts} times; last: {failure.reason}"
-        task_transition(task=task, name="hand_off", actor=actor, reason=reason)
         return
     delay = backoff_delay(
         attempt=attempts,
@@ -306,18 +323,15 @@ def task_model_retry_or_hand_off(
         next_attempt_at=due,
         envelope=envelope,
     )
-    task.next_run_at = due
-    task.state_reason = f"model request failed: {failure.reason}; attempt {attempts + 1} due at {due.isoformat()}"
-    task_lease_release(task)
-    task.save()
-    task_enqueue(task=task, due_at=due)
+    _resume_at(task, due, f"model request failed: {failure.reason}; attempt {attempts + 1} due at {due.isoformat()}")
 
 
-def last_completed_step(step: Step) -> Step | None:
-    """The replayable checkpoint before `step`: the last step of its task that completed."""
-    return (
-        Step.objects.filter(task_id=step.task_id, seq__lt=step.seq, state=StepState.SUCCEEDED).order_by("-seq").first()
-    )
+def last_completed_step(task_id: object, *, before: Step | None = None) -> Step | None:
+    """The replayable checkpoint: the last step of the task (before `before`, if given) that completed."""
+    completed = Step.objects.filter(task_id=task_id, state=StepState.SUCCEEDED)
+    if before is not None:
+        completed = completed.filter(seq__lt=before.seq)
+    return completed.order_by("-seq").first()
 
 
 def lost_step_description(step: Step) -> str:
@@ -330,7 +344,7 @@ def lost_step_description(step: Step) -> str:
 
 
 def _rollback_description(step: Step) -> str:
-    checkpoint = last_completed_step(step)
+    checkpoint = last_completed_step(step.task_id, before=step)
     rolled_back = f"step #{checkpoint.seq} ({checkpoint.ref})" if checkpoint else "the start (no step had completed)"
     return f"rolled back to {rolled_back}; the step runs again under the same idempotency key"
 
@@ -338,13 +352,12 @@ def _rollback_description(step: Step) -> str:
 def step_lost_settle(*, task: Task, step: Step, actor: str) -> None:
     """A locked task's step outlived its deadline without a word from its worker: a retryable failure."""
     what = f"{lost_step_description(step)}; {_rollback_description(step)}"
-    lost = LOST_STEP_RESULT
     if step.kind == StepKind.TOOL_CALL:
-        step_close(step=step, succeeded=False, output=lost.to_dict())
+        step_close(step=step, succeeded=False, output=LOST_STEP_RESULT.to_dict())
         task_tool_failure_settle(
             task=task,
             step=step,
-            result=lost,
+            result=LOST_STEP_RESULT,
             contract=active_contract(step.name),
             actor=actor,
             event=RecoveryEvent.STEP_LOST,
@@ -362,7 +375,7 @@ def task_database_failure_settle(*, task: Task, error: str, actor: str) -> None:
     Not the task's fault, so it resumes soon; but failures in a row back off, and past
     DATABASE_FAILURES_BEFORE_HANDOFF (an error that repeats on every run) a human takes over.
     """
-    checkpoint = Step.objects.filter(task=task, state=StepState.SUCCEEDED).order_by("-seq").first()
+    checkpoint = last_completed_step(task.pk)
     since = checkpoint.finished_at if checkpoint and checkpoint.finished_at else task.created_at
     in_a_row = (
         1 + RecoveryDecision.objects.filter(task=task, event=RecoveryEvent.DATABASE_ERROR, created_at__gt=since).count()
@@ -370,16 +383,15 @@ def task_database_failure_settle(*, task: Task, error: str, actor: str) -> None:
     what = f"the run's database connection or transaction failed: {error[:500]}"
     rule = f"database failures in a row: {in_a_row} of {DATABASE_FAILURES_BEFORE_HANDOFF} before a human takes over"
     if in_a_row >= DATABASE_FAILURES_BEFORE_HANDOFF:
-        recovery_record(
+        _hand_off(
             task=task,
             step=None,
             event=RecoveryEvent.DATABASE_ERROR,
-            action=DecisionAction.HANDOFF,
             what=what,
             rule=rule,
+            reason=f"{what} ({in_a_row} times in a row)",
             actor=actor,
         )
-        task_transition(task=task, name="hand_off", actor=actor, reason=f"{what} ({in_a_row} times in a row)")
         return
     due = timezone.now() + backoff_delay(attempt=in_a_row, base=1.0, cap=30.0, jitter=settings.RETRY_JITTER)
     recovery_record(
@@ -392,30 +404,17 @@ def task_database_failure_settle(*, task: Task, error: str, actor: str) -> None:
         actor=actor,
         next_attempt_at=due,
     )
-    task.next_run_at = due
-    task.state_reason = f"{what}; resumes at {due.isoformat()}"
-    task_lease_release(task)
-    task.save()
-    task_enqueue(task=task, due_at=due)
+    _resume_at(task, due, f"{what}; resumes at {due.isoformat()}")
 
 
 def task_turn_limit_settle(*, task: Task, why: str, agent: str, max_turns: int, actor: str) -> None:
-    recovery_record(
-        task=task,
-        step=None,
-        event=RecoveryEvent.TURN_LIMIT,
-        action=DecisionAction.HANDOFF,
-        what=why,
-        rule=f"agent {agent}: at most {max_turns} model turns per task",
-        actor=actor,
-    )
-    task_transition(task=task, name="hand_off", actor=actor, reason=why)
+    rule = f"agent {agent}: at most {max_turns} model turns per task"
+    _hand_off(task=task, step=None, event=RecoveryEvent.TURN_LIMIT, what=why, rule=rule, reason=why, actor=actor)
 
 
 def step_abandoned_close(*, task: Task, step: Step, actor: str) -> None:
     """A step still RUNNING on a task that has ended: its worker died after the task stopped. Close it as lost."""
-    lost = LOST_STEP_RESULT
-    step_close(step=step, succeeded=False, output=lost.to_dict())
+    step_close(step=step, succeeded=False, output=LOST_STEP_RESULT.to_dict())
     recovery_record(
         task=task,
         step=step,
@@ -424,5 +423,18 @@ def step_abandoned_close(*, task: Task, step: Step, actor: str) -> None:
         what=f"{lost_step_description(step)}; but the task had already ended ({task.state})",
         rule="an ended task plans nothing more: its abandoned step is closed as lost and not run again",
         actor=actor,
-        envelope=lost.to_dict(),
+        envelope=LOST_STEP_RESULT.to_dict(),
+    )
+
+
+def step_cancelled_record(*, task: Task, step: Step, recorded: str, actor: str) -> None:
+    """The task was cancelled while `step` ran: its outcome is kept (`recorded` says what), nothing is planned."""
+    recovery_record(
+        task=task,
+        step=step,
+        event=RecoveryEvent.CANCELLED,
+        action=DecisionAction.STOP,
+        what=f"the task was cancelled while step #{step.seq} {step.name} ran; {recorded}",
+        rule="a cancelled task keeps what its running step did and plans nothing more",
+        actor=actor,
     )

@@ -13,6 +13,7 @@ from orchestration.models import DecisionAction, RecoveryDecision, Step, StepSta
 from orchestration.services.execution import task_run
 from shop.models import OrderNote
 from tests.factories import submit_task
+from tests.faults.checks import outcomes
 from tests.faults.report import FaultFigures, record_figures
 from tools.circuit import CLOSED
 from tools.errors import ErrorCode
@@ -57,4 +58,4 @@ def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: 
     assert task.state == TaskState.COMPLETED
     assert Step.objects.get(pk=note.pk).attempt == 2 and OrderNote.objects.count() == 1
     assert circuit_state("add_order_note").status == CLOSED
-    record_figures(FaultFigures("circuit open", 1, 1, {task.state: 1}, 0))  # type: ignore[arg-type]
+    record_figures(FaultFigures("circuit open", 1, 1, outcomes([task]), 0))
