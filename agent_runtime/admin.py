@@ -1,4 +1,5 @@
-"""Agents and model prices in the admin. Saving an agent creates its next version (new tasks get it)."""
+"""Agents and model prices in the admin. Saving an agent creates its next version (new tasks get it); a
+version shows its diff against the one before and can be restored as a new version."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
-from agent_runtime.models import AgentConfig, ModelPrice
-from agent_runtime.services import AGENT_FIELDS, AgentInvalid, agent_create, agent_problems, agent_update
+from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
+from agent_runtime.services import (
+    AGENT_FIELDS,
+    AGENT_VERSIONS,
+    AgentInvalid,
+    agent_create,
+    agent_problems,
+    agent_update,
+    agent_version_values,
+)
+from lib.versioning_admin import ConfigVersionAdmin
 
 
 class AgentConfigForm(forms.ModelForm[AgentConfig]):
@@ -29,8 +39,7 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
         super().__init__(*args, **kwargs)
         current = self.instance.current if self.instance.pk else None
         if current is not None:
-            for name in AGENT_FIELDS:
-                self.initial[name] = getattr(current, name)
+            self.initial.update(agent_version_values(current))
 
     def versioned_values(self) -> dict[str, Any]:
         values = {name: self.cleaned_data.get(name) for name in AGENT_FIELDS}
@@ -63,9 +72,10 @@ class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
         versions = agent.versions.select_related("created_by").order_by("-number")[:20]
         return format_html_join(
             "",
-            "<div>v{}: {} ({} turns) {} by {} {}</div>",
+            '<div><a href="../../agentversion/{}/change/">v{}</a>: {} ({} turns) {} by {} {}</div>',
             (
                 (
+                    v.pk,
                     v.number,
                     v.model,
                     v.max_turns,
@@ -96,6 +106,14 @@ class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
                 obj._state.adding = False
         except AgentInvalid as invalid:
             self.message_user(request, f"Not saved: {invalid}", messages.ERROR)
+
+
+@admin.register(AgentVersion)
+class AgentVersionAdmin(ConfigVersionAdmin[AgentVersion]):
+    """Versions are immutable: viewable, comparable with the one before, restorable as a new version."""
+
+    versioning = AGENT_VERSIONS
+    list_display = ["agent", "number", "model", "created_by", "created_at", "comment"]
 
 
 @admin.register(ModelPrice)

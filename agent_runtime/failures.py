@@ -10,6 +10,7 @@ import openai
 from agents.exceptions import ModelBehaviorError
 
 from agent_runtime.endpoints import ModelUnavailable
+from lib.exceptions import cause_of
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ModelFailure:
 
 
 def classify_model_failure(exc: BaseException) -> ModelFailure:
-    cause = _openai_cause(exc)
+    cause = cause_of(exc, openai.APIError) or exc
     if isinstance(cause, openai.APIStatusError):
         status = cause.status_code
         detail = f"HTTP {status} from the model endpoint: {_message(cause)}"
@@ -44,17 +45,6 @@ def classify_model_failure(exc: BaseException) -> ModelFailure:
     if isinstance(exc, TimeoutError):
         return ModelFailure(True, str(exc) or "the model call timed out")
     return ModelFailure(True, f"{type(exc).__name__}: {str(exc)[:300]}")
-
-
-def _openai_cause(exc: BaseException) -> BaseException:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, openai.APIError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return exc
 
 
 def _message(error: openai.APIStatusError) -> str:

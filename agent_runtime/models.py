@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+
+from lib.versioning import ConfigVersion
 
 
 class AgentConfig(models.Model):
@@ -25,19 +26,15 @@ class AgentConfig(models.Model):
         return self.name
 
 
-class AgentVersion(models.Model):
+class AgentVersion(ConfigVersion):
     """One saved state of an agent. Never updated; a task keeps the version it was submitted with."""
 
     agent = models.ForeignKey(AgentConfig, on_delete=models.CASCADE, related_name="versions")
-    number = models.PositiveIntegerField()
     instructions = models.TextField()
     model = models.CharField(max_length=200, help_text="`offline`, or a model name the configured endpoint serves")
     model_settings = models.JSONField(default=dict, blank=True, help_text='e.g. {"temperature": 0.2}')
     tools = models.JSONField(default=list, blank=True, help_text="Tool names; empty means every enabled tool")
     max_turns = models.PositiveSmallIntegerField(default=12)
-    comment = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["agent", "-number"]

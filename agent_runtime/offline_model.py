@@ -26,8 +26,8 @@ from openai.types.responses import (
 from agent_runtime.prompt import parse_task_message
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tokens import count_tokens
+from tools.adapters.handoff import HANDOFF_TOOL
 
-HANDOFF_TOOL = "handoff_to_human"
 _PHRASES = {"look up": "lookup", "hand off": "handoff", "hand over": "handoff", "escalate": "handoff human"}
 _STOPWORDS = {"to", "a", "an", "the", "of", "for"}
 

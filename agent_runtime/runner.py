@@ -14,8 +14,10 @@ from agent_runtime.durable_model import DurableModel
 from agent_runtime.endpoints import resolve_model
 from agent_runtime.journal import RunJournal, RunSuspended
 from agent_runtime.prompt import compose_task_message
-from agent_runtime.specs import AgentSpec, RunOutcome, ToolSpec
+from agent_runtime.specs import AgentSpec, RunOutcome
 from agent_runtime.tracing import install_tracing, sdk_trace_id
+from lib.exceptions import cause_of
+from tools.spec import ToolSpec
 
 
 async def run_agent(
@@ -62,7 +64,7 @@ async def run_agent(
     except MaxTurnsExceeded:
         return RunOutcome(final_output=None, max_turns_exceeded=True)
     except Exception as exc:
-        if _caused_by_suspension(exc):
+        if cause_of(exc, RunSuspended) is not None:
             return RunOutcome(final_output=None, suspended=True)
         raise
     return RunOutcome(final_output=str(result.final_output))
@@ -80,13 +82,3 @@ def _function_tool(tool: ToolSpec, journal: RunJournal, lock: asyncio.Lock) -> F
         on_invoke_tool=invoke,
         strict_json_schema=True,
     )
-
-
-def _caused_by_suspension(exc: BaseException | None) -> bool:
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, RunSuspended):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False

@@ -8,26 +8,22 @@ from typing import Any
 from agents import ModelSettings
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import Max
 
 from agent_runtime.catalog import DEFAULT_AGENT, DEFAULT_INSTRUCTIONS
 from agent_runtime.endpoints import OFFLINE
 from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
+from lib.versioning import ConfigInvalid, Problems, Versioning
+from tools.models import ToolContract
 
 AGENT_FIELDS = ("instructions", "model", "model_settings", "tools", "max_turns")
 
 
-class AgentInvalid(Exception):
-    def __init__(self, problems: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{field}: {', '.join(found)}" for field, found in problems.items()))
-        self.problems = problems
+class AgentInvalid(ConfigInvalid):
+    """Agent values refused: `problems` names each field and what is wrong with it."""
 
 
-def agent_problems(values: dict[str, Any]) -> dict[str, list[str]]:
-    from tools.models import ToolContract
-
-    problems: dict[str, list[str]] = {}
+def agent_problems(values: dict[str, Any]) -> Problems:
+    problems: Problems = {}
     if not str(values.get("instructions", "")).strip():
         problems["instructions"] = ["an agent needs instructions"]
     if not str(values.get("model", "")).strip():
@@ -57,28 +53,37 @@ def agent_problems(values: dict[str, Any]) -> dict[str, list[str]]:
     return problems
 
 
+AGENT_VERSIONS: Versioning[AgentConfig, AgentVersion] = Versioning(
+    owner_model=AgentConfig,
+    version_model=AgentVersion,
+    owner_field="agent",
+    fields=AGENT_FIELDS,
+    problems=lambda _agent, values: agent_problems(values),
+    invalid=AgentInvalid,
+)
+
+
 def agent_update(*, agent: AgentConfig, values: dict[str, Any], user: User | None, comment: str = "") -> AgentVersion:
-    current = {name: getattr(agent.current, name) for name in AGENT_FIELDS} if agent.current else {}
-    merged = {"model_settings": {}, "tools": [], "max_turns": 12, **current, **values}
-    problems = agent_problems(merged)
-    if problems:
-        raise AgentInvalid(problems)
-    with transaction.atomic():
-        locked = AgentConfig.objects.select_for_update().get(pk=agent.pk)
-        number = (locked.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-        fields = {name: merged[name] for name in AGENT_FIELDS}
-        version = AgentVersion.objects.create(agent=locked, number=number, created_by=user, comment=comment, **fields)
-        locked.current = version
-        locked.save(update_fields=["current"])
-    agent.current = version
-    return version
+    """Save `values` over the current ones as the agent's next version; tasks submitted from now on get it."""
+    return AGENT_VERSIONS.update(owner=agent, values=values, user=user, comment=comment)
 
 
 def agent_create(*, name: str, values: dict[str, Any], user: User | None) -> AgentConfig:
-    with transaction.atomic():
-        agent = AgentConfig.objects.create(name=name)
-        agent_update(agent=agent, values=values, user=user, comment="created")
-    return agent
+    return AGENT_VERSIONS.create(owner=AgentConfig(name=name), values=values, user=user)
+
+
+def agent_restore(*, version: AgentVersion, user: User | None) -> AgentVersion:
+    """Make an old version current again, as a new version (history is never rewritten)."""
+    return AGENT_VERSIONS.restore(version=version, user=user)
+
+
+def agent_version_values(version: AgentVersion) -> dict[str, Any]:
+    return AGENT_VERSIONS.values(version)
+
+
+def agent_version_diff(version: AgentVersion) -> str:
+    """A unified diff of this version against the one before it."""
+    return AGENT_VERSIONS.diff(version)
 
 
 def agents_install_defaults() -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from tools.spec import ToolSpec
+
 _MILLION = Decimal(1_000_000)
 
 
@@ -17,16 +19,6 @@ class Price:
     def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
         total = input_tokens * self.input_usd_per_million + output_tokens * self.output_usd_per_million
         return (total / _MILLION).quantize(Decimal("0.000001"))
-
-
-@dataclass(frozen=True)
-class ToolSpec:
-    """Exactly what the model sees of a tool: its contract's name, description and parameter schema."""
-
-    name: str
-    description: str
-    parameters_schema: dict[str, Any]
-    """A strict JSON Schema: every property required, no additional properties."""
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ SPECTACULAR_SETTINGS = {
         "TaskStateEnum": "orchestration.models.TaskState",
         "StepStateEnum": "orchestration.models.StepState",
         "RecoveryEventEnum": "orchestration.models.RecoveryEvent",
-        "DecisionActionEnum": "orchestration.models.DecisionAction",
+        "RecoveryActionEnum": "tools.errors.RecoveryAction",
     },
 }
 
@@ -289,6 +289,11 @@ MODEL_RETRY_MAX = env_int("MODEL_RETRY_MAX", 3, minimum=0)
 MODEL_RETRY_BASE_SECONDS = env_float("MODEL_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
 MODEL_RETRY_CAP_SECONDS = env_float("MODEL_RETRY_CAP_SECONDS", 30.0, minimum=0.0)
 RETRY_JITTER = 0.2
+# A run whose database connection or transaction fails resumes from its journal after a backoff; this many
+# failures in a row (an error that repeats on every run) send the task to a human.
+DATABASE_FAILURES_BEFORE_HANDOFF = env_int("DATABASE_FAILURES_BEFORE_HANDOFF", 5, minimum=1)
+DATABASE_RETRY_BASE_SECONDS = env_float("DATABASE_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
+DATABASE_RETRY_CAP_SECONDS = env_float("DATABASE_RETRY_CAP_SECONDS", 30.0, minimum=0.0)
 
 # The demo refund tool's default approval rule: refunds above this many cents wait for a human.
 REFUND_APPROVAL_ABOVE_CENTS = env_int("REFUND_APPROVAL_ABOVE_CENTS", 50_000, minimum=0)

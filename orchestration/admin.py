@@ -14,7 +14,7 @@ from django_fsm import TransitionNotAllowed
 from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskSpan, TaskTransition
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
-from orchestration.services.transitions import task_cancel
+from orchestration.services.cancellation import task_cancel
 
 
 class StepInline(admin.TabularInline[Step, Task]):

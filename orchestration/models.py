@@ -9,6 +9,8 @@ from django.conf import settings
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from tools.errors import RecoveryAction
+
 
 class TaskState(models.TextChoices):
     RECEIVED = "RECEIVED"
@@ -26,6 +28,21 @@ S = TaskState
 RUNNABLE_STATES = (S.RECEIVED, S.PLANNED, S.TOOL_RUNNING, S.TOOL_FAILED_RETRYABLE)
 TERMINAL_STATES = (S.COMPLETED, S.TOOL_FAILED_FATAL, S.CANCELLED)
 OPEN_STATES = (*RUNNABLE_STATES, S.MANUAL_REVIEW)
+
+
+class Transition(models.TextChoices):
+    """One name per move of a task, as the transition log records it. Each but SUBMIT is a method of Task below."""
+
+    SUBMIT = "submit", "accepted (the task is created in RECEIVED)"
+    PLAN = "plan"
+    START_TOOL = "start_tool"
+    FINISH_TOOL = "finish_tool"
+    FAIL_TOOL_RETRYABLE = "fail_tool_retryable"
+    FAIL_TOOL_FATAL = "fail_tool_fatal"
+    COMPLETE = "complete"
+    HAND_OFF = "hand_off"
+    RESUME = "resume"
+    CANCEL = "cancel"
 
 
 class Task(ConcurrentTransitionMixin, models.Model):
@@ -125,7 +142,7 @@ class TaskTransition(models.Model):
     """The audit log: every state change of every task, who or what made it, and why."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="transitions")
-    name = models.CharField(max_length=50)
+    name = models.CharField(max_length=50, choices=Transition.choices)
     from_state = models.CharField(max_length=32, choices=TaskState.choices, blank=True)
     to_state = models.CharField(max_length=32, choices=TaskState.choices)
     actor = models.CharField(max_length=200, help_text="user:<name> or worker:<host>:<pid>")
@@ -256,22 +273,13 @@ class RecoveryEvent(models.TextChoices):
     CANCELLED = "cancelled", "the task was cancelled while a step ran"
 
 
-class DecisionAction(models.TextChoices):
-    RETRY = "retry", "retry the step after a backoff, same idempotency key"
-    REPLAN = "replan", "hand the error back to the model"
-    HANDOFF = "handoff", "send the task to the manual queue"
-    FATAL = "fatal", "end the task in TOOL_FAILED_FATAL"
-    RESUME = "resume", "hand the task back at once; it resumes from its journal"
-    STOP = "stop", "record what the step did and plan nothing more"
-
-
 class RecoveryDecision(models.Model):
     """One decision of the recovery policy: what went wrong, which rule decided, what follows and when."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="recovery_decisions")
     step = models.ForeignKey(Step, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     event = models.CharField(max_length=20, choices=RecoveryEvent.choices)
-    action = models.CharField(max_length=10, choices=DecisionAction.choices)
+    action = models.CharField(max_length=10, choices=RecoveryAction.choices)
     what = models.TextField(help_text="What happened")
     rule = models.TextField(help_text="Which rule decided, and what it says")
     attempt = models.PositiveIntegerField(null=True, blank=True, help_text="The attempt of the step that failed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 
-from orchestration.models import Approval, RecoveryDecision, Step, Task
+from orchestration.models import Approval, RecoveryDecision, RecoveryEvent, Step, StepState, Task
 
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
@@ -27,3 +27,18 @@ def task_detail_queryset(user: AbstractBaseUser) -> QuerySet[Task]:
 
 def _approvals() -> QuerySet[Approval]:
     return Approval.objects.select_related("step")
+
+
+def last_completed_step(task_id: object, *, before: Step | None = None) -> Step | None:
+    """The replayable checkpoint: the last step of the task (before `before`, if given) that completed."""
+    completed = Step.objects.filter(task_id=task_id, state=StepState.SUCCEEDED)
+    if before is not None:
+        completed = completed.filter(seq__lt=before.seq)
+    return completed.order_by("-seq").first()
+
+
+def database_failures_in_a_row(task: Task) -> int:
+    """Database failures recorded on the task since its last completed step (or its creation)."""
+    checkpoint = last_completed_step(task.pk)
+    since = checkpoint.finished_at if checkpoint and checkpoint.finished_at else task.created_at
+    return RecoveryDecision.objects.filter(task=task, event=RecoveryEvent.DATABASE_ERROR, created_at__gt=since).count()

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from lib.versioning_admin import ConfigVersionAdmin
 from tools.adapters.base import registered_adapters
 from tools.circuit import CLOSED
 from tools.contract import Contract
@@ -20,13 +21,12 @@ from tools.errors import SHARED_ERROR_CODES
 from tools.models import ApprovalMode, ToolCallRecord, ToolContract, ToolContractVersion
 from tools.services.circuits import circuit_reset, circuit_state
 from tools.services.contracts import (
+    CONTRACT_VERSIONS,
     VERSIONED_FIELDS,
     ContractInvalid,
     contract_create,
-    contract_restore,
     contract_update,
     identity_problems,
-    version_diff,
     version_values,
 )
 from tools.validation import contract_problems
@@ -92,9 +92,6 @@ class ToolContractForm(forms.ModelForm[ToolContract]):
             for problem in problems:
                 self.add_error(field if field in self.fields else None, problem)
         return cleaned
-
-
-_RETRY_FIELDS = ["timeout_seconds", "retry_max", "retry_base_seconds", "retry_cap_seconds"]
 
 
 @admin.register(ToolContract)
@@ -218,49 +215,11 @@ def _when(timestamp: float) -> str:
 
 
 @admin.register(ToolContractVersion)
-class ToolContractVersionAdmin(admin.ModelAdmin[ToolContractVersion]):
+class ToolContractVersionAdmin(ConfigVersionAdmin[ToolContractVersion]):
     """Versions are immutable: viewable, comparable with the one before, restorable as a new version."""
 
+    versioning = CONTRACT_VERSIONS
     list_display = ["contract", "number", "enabled", "created_by", "created_at", "comment"]
-    list_filter = ["contract"]
-    list_select_related = ["contract", "created_by"]
-    actions = ["restore"]
-    show_full_result_count = False
-
-    fields = readonly_fields = ("contract", "number", "created_by", "created_at", "comment", "diff", *VERSIONED_FIELDS)
-
-    @admin.display(description="changes against the previous version")
-    def diff(self, version: ToolContractVersion) -> str:
-        return _pre(version_diff(version) or "(no change)")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ToolContractVersion | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ToolContractVersion | None = None) -> bool:
-        return False
-
-    def has_restore_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("tools.change_toolcontract")
-
-    @admin.action(description="Restore the selected version (as a new version)", permissions=["restore"])
-    def restore(self, request: HttpRequest, queryset: QuerySet[ToolContractVersion]) -> None:
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one version to restore.", messages.WARNING)
-            return
-        version = queryset.select_related("contract").get()
-        try:
-            restored = contract_restore(version=version, user=request.user)  # type: ignore[arg-type]
-        except ContractInvalid as invalid:
-            self.message_user(request, f"Not restored: {invalid}", messages.ERROR)
-            return
-        self.message_user(
-            request,
-            f"{version.contract.name}: v{version.number} is current again as v{restored.number}.",
-            messages.SUCCESS,
-        )
 
 
 @admin.register(ToolCallRecord)

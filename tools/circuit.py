@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tools.contract import CircuitPolicy
+from tools.policy import CircuitPolicy
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 RECENT_FAILURES_KEPT = 10

@@ -9,25 +9,10 @@ from typing import Any
 
 from agents.strict_schema import ensure_strict_json_schema
 
-from agent_runtime.specs import ToolSpec
 from tools.errors import SHARED_ERROR_CODES, ErrorCodeSpec, RecoveryAction
 from tools.models import ApprovalMode, ToolContractVersion
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int
-    base_seconds: float
-    cap_seconds: float
-
-
-@dataclass(frozen=True)
-class CircuitPolicy:
-    failure_threshold: int
-    """Failures within the window that open the circuit."""
-    window_seconds: int
-    open_seconds: int
-    """How long the circuit stays open before one probe is let through."""
+from tools.policy import CircuitPolicy, RetryPolicy
+from tools.spec import ToolSpec
 
 
 @dataclass(frozen=True)

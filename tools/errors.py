@@ -1,4 +1,4 @@
-"""Error codes shared by every tool, defined once, and the recovery actions a code can name."""
+"""Error codes shared by every tool, defined once, and the one vocabulary of recovery actions."""
 
 from __future__ import annotations
 
@@ -8,10 +8,18 @@ from django.db import models
 
 
 class RecoveryAction(models.TextChoices):
-    RETRY = "retry", "retry with backoff (retryable)"
+    """What follows a failure: named by a contract's error dictionary, and recorded with every decision."""
+
+    RETRY = "retry", "retry the step after a backoff, same idempotency key"
     REPLAN = "replan", "hand the error back to the model to re-plan"
     HANDOFF = "handoff", "send the task to the manual queue"
     FATAL = "fatal", "end the task in TOOL_FAILED_FATAL"
+    RESUME = "resume", "hand the task back at once; it resumes from its journal"
+    STOP = "stop", "record what the step did and plan nothing more"
+
+
+# The actions an error dictionary entry may name; the others are the orchestrator's own.
+DICTIONARY_ACTIONS = (RecoveryAction.RETRY, RecoveryAction.REPLAN, RecoveryAction.HANDOFF, RecoveryAction.FATAL)
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+
+from lib.versioning import ConfigVersion
+from tools.policy import DEFAULT_RETRY
 
 
 class ApprovalMode(models.TextChoices):
@@ -38,19 +40,18 @@ class ToolContract(models.Model):
         return self.name
 
 
-class ToolContractVersion(models.Model):
+class ToolContractVersion(ConfigVersion):
     """One saved state of a contract. Never updated: every edit, or restore, creates the next version."""
 
     contract = models.ForeignKey(ToolContract, on_delete=models.CASCADE, related_name="versions")
-    number = models.PositiveIntegerField()
     description = models.TextField()
     parameters_schema = models.JSONField()
     result_schema = models.JSONField()
     error_codes = models.JSONField(default=list, help_text="[{code, meaning, retryable, action}]")
     timeout_seconds = models.FloatField(default=10.0)
-    retry_max = models.PositiveSmallIntegerField(default=3)
-    retry_base_seconds = models.FloatField(default=1.0)
-    retry_cap_seconds = models.FloatField(default=30.0)
+    retry_max = models.PositiveSmallIntegerField(default=DEFAULT_RETRY.max_retries)
+    retry_base_seconds = models.FloatField(default=DEFAULT_RETRY.base_seconds)
+    retry_cap_seconds = models.FloatField(default=DEFAULT_RETRY.cap_seconds)
     circuit_failure_threshold = models.PositiveIntegerField(default=5)
     circuit_window_seconds = models.PositiveIntegerField(default=60)
     circuit_open_seconds = models.PositiveIntegerField(default=30)
@@ -58,9 +59,6 @@ class ToolContractVersion(models.Model):
     approval_rule = models.JSONField(null=True, blank=True, help_text='{"field": "amount_cents", "above": 50000}')
     sensitive_fields = models.JSONField(default=list, blank=True, help_text="Parameter names to redact")
     enabled = models.BooleanField(default=True)
-    comment = models.CharField(max_length=300, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["contract", "-number"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.db.models import F, QuerySet
 
-from agent_runtime.specs import ToolSpec
 from tools.adapters.base import adapter_for
 from tools.contract import Contract
 from tools.models import ToolContractVersion
+from tools.spec import ToolSpec
 
 
 def _current_versions() -> QuerySet[ToolContractVersion]:

@@ -12,10 +12,9 @@ from agents.strict_schema import ensure_strict_json_schema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from tools.errors import SHARED_ERROR_CODES, RecoveryAction
+from lib.versioning import Problems
+from tools.errors import DICTIONARY_ACTIONS, SHARED_ERROR_CODES
 from tools.models import ApprovalMode
-
-Problems = dict[str, list[str]]
 
 _MONEY_NAME = re.compile(r"(amount|price|cost|total|fee|balance|refund|money|cents)", re.IGNORECASE)
 _TIME_NAME = re.compile(r"(_at|_time|timestamp|_date|deadline|_until|_since|^date|^time)$", re.IGNORECASE)
@@ -90,7 +89,7 @@ def error_code_problems(entries: Any) -> list[str]:
         return ["must be a list of {code, meaning, retryable, action} objects"]
     problems: list[str] = []
     seen: set[str] = set()
-    actions = {str(action) for action in RecoveryAction}
+    actions = {str(action) for action in DICTIONARY_ACTIONS}
     for index, entry in enumerate(entries):
         label = f"entry {index + 1}"
         if not isinstance(entry, dict):

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
-from agent_runtime.snapshots import contains_nul
+from lib.strict_json import contains_nul
 from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskState, TaskTransition
 
 

@@ -25,8 +25,8 @@ from orchestration.models import ApprovalDecision, Task, TaskState
 from orchestration.selectors import task_detail_queryset, tasks_visible_to
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import ApprovalNotPending, approval_decide
+from orchestration.services.cancellation import task_cancel
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
-from orchestration.services.transitions import task_cancel
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces

@@ -1,34 +1,26 @@
 """Tool calls held for a human: requested by the run, decided by an operator, consumed once by the resumed run.
 
-The run's resumable state is the task's journal on the server: nothing a client sends is trusted to resume it.
+A call is held by the tool-result policy (`orchestration.policy.tool_results`); the run's resumable state is the
+task's journal on the server: nothing a client sends is trusted to resume it.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.models import Approval, ApprovalDecision, Step, Task, TaskState
+from orchestration.models import Approval, ApprovalDecision, Task, TaskState
+from orchestration.policy.operator_actions import approval_decided_decide
 from orchestration.services.actors import user_actor
-from orchestration.services.scheduling import task_enqueue
-from orchestration.services.transitions import task_transition
+from orchestration.services.decisions import decision_apply
 
 DECIDE_PERMISSION = "orchestration.decide_approval"
 
 
 class ApprovalNotPending(Exception):
     """The approval was already decided (or its task moved on): a decision is given once."""
-
-
-def approval_request(*, task: Task, step: Step, arguments: dict[str, Any], reason: str, actor: str) -> Approval:
-    """Hold the call: record what waits for whom, and send the task to the manual queue. Caller locks task."""
-    approval = Approval.objects.create(step=step, task=task, tool=step.name, arguments=arguments, reason=reason)
-    task_transition(task=task, name="hand_off", actor=actor, reason=f"awaiting approval: {reason}")
-    return approval
 
 
 def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, message: str = "") -> Approval:
@@ -40,15 +32,14 @@ def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, 
         task = Task.objects.select_for_update().get(pk=approval.task_id)
         if approval.decision != ApprovalDecision.PENDING or task.state != TaskState.MANUAL_REVIEW:
             raise ApprovalNotPending(f"approval {approval_id} is {approval.decision.lower()}, not pending")
+        now = timezone.now()
         approval.decision = ApprovalDecision.APPROVED if approve else ApprovalDecision.REJECTED
         approval.message = message
         approval.decided_by = user  # type: ignore[assignment]
-        approval.decided_at = timezone.now()
+        approval.decided_at = now
         approval.save()
-        verdict = "approved" if approve else f"rejected ({message or 'no message'})"
-        task.next_run_at = timezone.now()
-        task_transition(task=task, name="resume", actor=user_actor(user), reason=f"{approval.tool} {verdict}")
-        task_enqueue(task=task)
+        decision = approval_decided_decide(tool=approval.tool, approved=approve, message=message, now=now)
+        decision_apply(task=task, decision=decision, actor=user_actor(user))
     return approval
 
 

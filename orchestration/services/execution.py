@@ -1,36 +1,36 @@
-"""Running a task: take its lease, replay what is recorded, run the next steps, settle the outcome."""
+"""Running a task: take its lease, replay what is recorded, run the next steps, settle the outcome.
+
+What follows each outcome is the policy's to say (`orchestration.policy`); this module gathers the facts and
+has `decision_apply` carry the decision out, each under the run's lease.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from agent_runtime.catalog import AgentProfile, agent_version, current_agent_version_id, price_for
 from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
-from agent_runtime.snapshots import without_nul
 from agent_runtime.specs import AgentSpec, RunOutcome
+from lib.exceptions import cause_of
+from lib.strict_json import without_nul
 from orchestration import tracing
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
+from orchestration.policy.database_failures import DatabaseFailure, database_failure_decide
+from orchestration.policy.decision import Decision
+from orchestration.policy.model_failures import TurnFailure, model_failure_decide
+from orchestration.policy.model_turns import answer_decide, turn_limit_decide, unknown_agent_decide
+from orchestration.selectors import database_failures_in_a_row
+from orchestration.services.decisions import decision_apply, policy_limits
 from orchestration.services.journal import DatabaseJournal
-from orchestration.services.leases import (
-    Lease,
-    LeaseLost,
-    task_lease_acquire,
-    task_lease_release,
-    task_locked_for,
-)
-from orchestration.services.recovery import (
-    step_lost_settle,
-    task_database_failure_settle,
-    task_model_retry_or_hand_off,
-    task_turn_limit_settle,
-)
-from orchestration.services.scheduling import task_enqueue
+from orchestration.services.leases import Lease, task_lease_acquire, task_locked_for, task_under_lease
+from orchestration.services.lost_steps import step_lost_settle, tool_unfinished_settle
 from orchestration.services.spans import task_spans_store
-from orchestration.services.transitions import task_transition
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.selectors import tool_specs
 
@@ -58,26 +58,34 @@ def _release_after_database_failure(lease: Lease, error: DatabaseError) -> None:
     """Hand the task back over a fresh connection, instead of waiting for the lease to run out.
 
     What the failed transaction held was rolled back by PostgreSQL; the next run replays from the journal, and
-    a step left running counts as lost (a retryable failure). Failures in a row back off, and past
-    DATABASE_FAILURES_BEFORE_HANDOFF a human takes over, so an error that repeats on every run cannot loop. If the
-    database is still unreachable, the lease simply expires and the sweeper takes over.
+    a step left running counts as lost (a retryable failure). If the database is still unreachable, the lease
+    simply expires and the sweeper takes over.
     """
     connection.close()
     try:
-        with transaction.atomic():
-            task = task_locked_for(lease)
-            task_database_failure_settle(task=task, error=f"{type(error).__name__}: {error}", actor=lease.owner)
-    except LeaseLost:
-        logger.warning("lease lost before the database failure was recorded")
+        task_under_lease(
+            lease,
+            lambda task: task_database_failure_settle(
+                task=task, error=f"{type(error).__name__}: {error}", actor=lease.owner
+            ),
+            if_lost="lease lost before the database failure was recorded",
+        )
     except DatabaseError:
         logger.warning("database still unreachable; the lease will expire and the sweeper will resend")
+
+
+def task_database_failure_settle(*, task: Task, error: str, actor: str) -> None:
+    """The locked task's run failed in the database: it resumes from its journal after a backoff, or, after
+    too many failures in a row, goes to a human (`orchestration.policy.database_failures`)."""
+    failure = DatabaseFailure(error=error, in_a_row=1 + database_failures_in_a_row(task), now=timezone.now())
+    decision_apply(task=task, decision=database_failure_decide(failure, policy_limits()), actor=actor)
 
 
 def _run(task: Task, lease: Lease) -> None:
     version_id = task.agent_version_id or current_agent_version_id(task.agent)
     profile = agent_version(version_id) if version_id else None
     if profile is None:
-        _settle(lease, "hand_off", f"unknown agent {task.agent!r}")
+        _decide_under_lease(lease, lambda _: unknown_agent_decide(task.agent), if_lost=_SETTLE_LOST)
         return
     spec = _agent_spec(profile)
     journal = DatabaseJournal(lease=lease, actor=lease.owner, tool_names=frozenset(t.name for t in spec.tools))
@@ -86,7 +94,7 @@ def _run(task: Task, lease: Lease) -> None:
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
         )
     except Exception as exc:
-        database_failure = _database_failure(exc)
+        database_failure = cause_of(exc, DatabaseError)  # the SDK wraps what a tool call raises
         if database_failure is not None:
             raise database_failure from None  # not the model's fault: task_run hands the task back
         failure = classify_model_failure(exc)
@@ -100,21 +108,24 @@ def _run(task: Task, lease: Lease) -> None:
     if outcome.suspended:
         logger.info("task run suspended")
     elif outcome.max_turns_exceeded:
-        _turn_limit_reached(lease, spec)
+        decision = turn_limit_decide(agent=spec.name, max_turns=spec.max_turns)
+        _decide_under_lease(lease, lambda _: decision, if_lost="lease lost before the turn limit was recorded")
     else:
-        _settle(lease, "complete", "the agent answered", result=without_nul({"output": outcome.final_output}))
+        decision = answer_decide(without_nul(outcome.final_output))
+        if _decide_under_lease(lease, lambda _: decision, if_lost=_SETTLE_LOST):
+            logger.info("task settled", extra={"reason": "the agent answered"})
 
 
-def _database_failure(exc: BaseException) -> DatabaseError | None:
-    """The database error behind `exc` (the SDK wraps what a tool call raises), if there is one."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, DatabaseError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+_SETTLE_LOST = "lease lost before the outcome was recorded; the next run settles it"
+
+
+def _decide_under_lease(lease: Lease, decide: Callable[[Task], Decision], *, if_lost: str) -> bool:
+    """Decide on the locked task and apply the decision, if this run still holds the task's lease."""
+
+    def apply(task: Task) -> None:
+        decision_apply(task=task, decision=decide(task), actor=lease.owner)
+
+    return task_under_lease(lease, apply, if_lost=if_lost)
 
 
 def _store_spans(task: Task) -> None:
@@ -142,49 +153,29 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
     )
 
 
-def _settle(lease: Lease, transition: str, reason: str, result: dict[str, object] | None = None) -> None:
-    try:
-        with transaction.atomic():
-            task = task_locked_for(lease)
-            if result is not None:
-                task.result = result
-            task_transition(task=task, name=transition, actor=lease.owner, reason=reason)
-    except LeaseLost:
-        logger.warning("lease lost before the outcome was recorded; the next run settles it")
-    else:
-        logger.info("task settled", extra={"transition": transition, "reason": reason})
-
-
-def _turn_limit_reached(lease: Lease, spec: AgentSpec) -> None:
-    why = f"the agent reached its turn limit ({spec.max_turns}) without finishing"
-    try:
-        with transaction.atomic():
-            task = task_locked_for(lease)
-            task_turn_limit_settle(task=task, why=why, agent=spec.name, max_turns=spec.max_turns, actor=lease.owner)
-    except LeaseLost:
-        logger.warning("lease lost before the turn limit was recorded; the next run settles it")
-
-
 def _model_failed(lease: Lease, failure: ModelFailure) -> None:
-    try:
-        with transaction.atomic():
-            task = task_locked_for(lease)
-            failed_turn = (
-                Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED)
-                .order_by("-seq")
-                .first()
-            )
-            task_model_retry_or_hand_off(task=task, step=failed_turn, failure=failure, actor=lease.owner)
-    except LeaseLost:
-        logger.warning("lease lost while recording a failed run")
+    def apply(task: Task) -> None:
+        failed_turn = (
+            Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED).order_by("-seq").first()
+        )
+        turn = TurnFailure(
+            failure=failure,
+            attempts=failed_turn.attempt if failed_turn else 1,
+            task_state=TaskState(task.state),
+            now=timezone.now(),
+        )
+        decision_apply(
+            task=task, step=failed_turn, decision=model_failure_decide(turn, policy_limits()), actor=lease.owner
+        )
+
+    task_under_lease(lease, apply, if_lost="lease lost while recording a failed run")
 
 
 def _recovered_lost_step(lease: Lease) -> bool:
     """Settle what a vanished worker left behind; True when that is all this run may do.
 
     A step still RUNNING when its task is taken over outlived its deadline: its worker died, hung, or lost its
-    database connection. It counts as a retryable failure of that step: the task is rolled back to its last
-    completed step and the step runs again, after the backoff, under the same idempotency key.
+    database connection. It counts as a retryable failure of that step (`orchestration.policy.lost_steps`).
     """
     with transaction.atomic():
         task = task_locked_for(lease)
@@ -193,9 +184,6 @@ def _recovered_lost_step(lease: Lease) -> bool:
             step_lost_settle(task=task, step=step, actor=lease.owner)
             return True
         if task.state == TaskState.TOOL_RUNNING:
-            # The call's result was recorded but the move back to PLANNED was not: finish that move.
-            task_lease_release(task)
-            task_transition(task=task, name="finish_tool", actor=lease.owner, reason="recovered after a lost worker")
-            task_enqueue(task=task)
+            tool_unfinished_settle(task=task, actor=lease.owner)
             return True
     return False

@@ -14,26 +14,19 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from agent_runtime.journal import RunSuspended, TurnUsage
-from agent_runtime.snapshots import loads_strict
-from orchestration.models import (
-    Approval,
-    ApprovalDecision,
-    RecoveryEvent,
-    Step,
-    StepKind,
-    StepState,
-    Task,
-    TaskState,
-)
-from orchestration.services.approvals import approval_request, approval_take
-from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for
-from orchestration.services.recovery import step_cancelled_record, task_replan_allowed, task_tool_failure_settle
+from lib.strict_json import loads_strict
+from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
+from orchestration.policy.model_turns import TurnOutcome, turn_decide
+from orchestration.policy.operator_actions import cancelled_mid_step_decide
+from orchestration.policy.tool_results import ToolOutcome, tool_call_begin_decide, tool_result_decide
+from orchestration.services.approvals import approval_take
+from orchestration.services.decisions import decision_apply, policy_limits
+from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for, task_locked_or_none
 from orchestration.services.steps import step_begin, step_close
-from orchestration.services.transitions import task_transition
 from tools.adapters.base import CallContext
-from tools.adapters.handoff import HANDOFF_TOOL
 from tools.contract import Contract
 from tools.envelope import ToolResult
 from tools.errors import ErrorCode
@@ -144,53 +137,33 @@ class DatabaseJournal:
 
     def _after_turn(self, step: Step | None, response: dict[str, Any]) -> str | None:
         """Move the locked task on after a recorded turn; returns why the run must stop, or None."""
-        task = self._locked_or_none()
+        task = task_locked_or_none(self.lease)
         if task is None:
             self._note_if_cancelled(step, "its response and tokens were recorded")
             return "the task was taken back while the model answered"
-        calls = [item["name"] for item in response["output"] if item.get("type") == "function_call"]
-        if task.state == TaskState.RECEIVED and calls:
-            task_transition(task=task, name="plan", actor=self.actor, reason=f"model chose {', '.join(calls)}")
-        if not self._unknown_tools_allowed(task, step, calls):
-            return "the model kept calling tools its agent does not have"
-        task_lease_renew(task)
-        task.save()
-        return None
-
-    def _unknown_tools_allowed(self, task: Task, step: Step | None, calls: list[str]) -> bool:
-        """A call to a tool the agent lacks goes back to the model (the SDK says so); each one is a re-plan."""
-        for name in calls:
-            if name not in self.tool_names:
-                allowed = task_replan_allowed(
-                    task=task,
-                    what=f"the model called {name!r}, which this agent does not have",
-                    rule="a call to an unknown tool goes back to the model as an error",
-                    actor=self.actor,
-                    event=RecoveryEvent.MODEL_MISTAKE,
-                    step=step,
-                )
-                if not allowed:
-                    return False
-        return True
+        calls = tuple(item["name"] for item in response["output"] if item.get("type") == "function_call")
+        turn = TurnOutcome(
+            task_state=TaskState(task.state), calls=calls, tool_names=self.tool_names, task_replans=task.replans
+        )
+        decision = turn_decide(turn, policy_limits())
+        if decision.run_goes_on:
+            task_lease_renew(task)  # saved with the decision
+        decision_apply(task=task, step=step, decision=decision, actor=self.actor)
+        return None if decision.run_goes_on else "the model kept calling tools its agent does not have"
 
     def _note_if_cancelled(self, step: Step | None, recorded: str) -> None:
         """The run lost its task mid-step; if a cancellation took it, say so on the task (caller's transaction)."""
         task = Task.objects.select_for_update().get(pk=self.lease.task_id)
         if step is None or task.state != TaskState.CANCELLED:
             return  # not ours to record: the worker that took the task over records what it finds
-        step_cancelled_record(task=task, step=step, recorded=recorded, actor=self.actor)
+        decision = cancelled_mid_step_decide(step_seq=step.seq, step_name=step.name, recorded=recorded)
+        decision_apply(task=task, step=step, decision=decision, actor=self.actor)
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():
             step = self._own_step(_turn_ref(turn))
             if step is not None:
                 step_close(step=step, succeeded=False, output={"error": error})
-
-    def _locked_or_none(self) -> Task | None:
-        try:
-            return task_locked_for(self.lease)
-        except LeaseLost:
-            return None
 
     # --- tool calls -------------------------------------------------------------------------------
     def _recorded_tool_result(self, ref: str) -> dict[str, Any] | None:
@@ -256,10 +229,8 @@ class DatabaseJournal:
             )
             self._attempts[ref] = step.attempt
             task_lease_renew(task, step_deadline_seconds=contract.timeout_seconds if contract else 0)
-            if task.state == TaskState.RECEIVED:
-                # The model's first decision was recorded by a worker that lost the task before moving it on.
-                task_transition(task=task, name="plan", actor=self.actor, reason="model decision replayed")
-            task_transition(task=task, name="start_tool", actor=self.actor, reason=f"calling {name}")
+            decision = tool_call_begin_decide(task_state=TaskState(task.state), tool=name)
+            decision_apply(task=task, step=step, decision=decision, actor=self.actor)
             return step
 
     def _settle_tool(
@@ -268,7 +239,7 @@ class DatabaseJournal:
         """Record the result and move the task on. Returns the envelope for the model, or None to stop."""
         with transaction.atomic():
             step = self._own_step(ref)
-            task = self._locked_or_none()
+            task = task_locked_or_none(self.lease)
             if step is None or task is None:
                 # Cancelled or taken back mid-call: keep what the tool did (unless a successor already runs the
                 # step again under the same key), and plan nothing more.
@@ -278,27 +249,28 @@ class DatabaseJournal:
                 return None
             step_close(step=step, succeeded=result.ok, output=result.to_dict())
             task_lease_renew(task)
-            if result.error_code == ErrorCode.APPROVAL_REQUIRED:
-                parsed = _arguments_snapshot(arguments).get("arguments", {})
-                approval_request(
-                    task=task, step=step, arguments=parsed, reason=result.error_message or "", actor=self.actor
-                )
-                return None
-            if result.ok:
-                if name == HANDOFF_TOOL:
-                    reason = str(_arguments_snapshot(arguments).get("arguments", {}).get("reason", "agent asked"))
-                    task_transition(task=task, name="hand_off", actor=self.actor, reason=reason)
-                    return None
-                task_transition(task=task, name="finish_tool", actor=self.actor, reason=f"{name} answered")
-                return result.to_json()
-            model_sees_it = task_tool_failure_settle(
-                task=task, step=step, result=result, contract=contract, actor=self.actor
+            outcome = ToolOutcome(
+                tool=name,
+                result=result,
+                contract=contract,
+                attempt=step.attempt,
+                task_replans=task.replans,
+                now=timezone.now(),
+                arguments=_arguments_object(arguments),
             )
-            return result.to_json() if model_sees_it else None
+            decision = tool_result_decide(outcome, policy_limits())
+            decision_apply(task=task, step=step, decision=decision, actor=self.actor)
+            return result.to_json() if decision.run_goes_on else None
 
 
 def _outcome(result: ToolResult) -> str:
     return "ok" if result.ok else f"{result.error_code}"
+
+
+def _arguments_object(arguments: str) -> dict[str, Any]:
+    """The call's arguments as a JSON object, or empty (unparsable text, or not an object)."""
+    parsed = _arguments_snapshot(arguments).get("arguments")
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _arguments_snapshot(arguments: str) -> dict[str, Any]:

@@ -6,15 +6,20 @@ does nothing) and what lets the sweeper take back a task whose worker died: the 
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.models import RUNNABLE_STATES, Task
+
+logger = logging.getLogger(__name__)
 
 
 class LeaseLost(Exception):
@@ -50,6 +55,28 @@ def task_locked_for(lease: Lease) -> Task:
     if task.lease_token != lease.token:
         raise LeaseLost(f"task {lease.task_id} is no longer leased to {lease.owner}")
     return task
+
+
+def task_locked_or_none(lease: Lease) -> Task | None:
+    """The task row, locked for this transaction, or None if this lease no longer holds it."""
+    try:
+        return task_locked_for(lease)
+    except LeaseLost:
+        return None
+
+
+def task_under_lease(lease: Lease, work: Callable[[Task], None], *, if_lost: str) -> bool:
+    """Run `work` on the task, locked in a transaction of its own, if this lease still holds it.
+
+    Otherwise log `if_lost` and give up: whoever holds the task now (or the next run) settles it. True if done.
+    """
+    try:
+        with transaction.atomic():
+            work(task_locked_for(lease))
+    except LeaseLost:
+        logger.warning(if_lost, extra={"task_id": lease.task_id})
+        return False
+    return True
 
 
 def task_lease_renew(task: Task, *, step_deadline_seconds: float = 0) -> None:

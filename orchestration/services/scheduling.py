@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import random
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from celery import current_app
 from django.db import transaction
@@ -50,9 +49,3 @@ def task_enqueue(*, task: Task, due_at: datetime | None = None) -> None:
             logger.warning("broker unavailable; the sweeper will send this task", extra={"task_id": task_id})
 
     transaction.on_commit(send)
-
-
-def backoff_delay(*, attempt: int, base: float, cap: float, jitter: float) -> timedelta:
-    """Exponential backoff: base, 2*base, 4*base, ... capped, spread by +-jitter (a fraction)."""
-    raw = min(cap, base * (2 ** max(0, attempt - 1)))
-    return timedelta(seconds=raw * (1 + random.uniform(-jitter, jitter)))

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from agent_runtime.snapshots import without_nul
+from lib.strict_json import without_nul
 from orchestration.models import Step, StepKind, Task
 
 

@@ -13,9 +13,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agent_runtime.catalog import current_agent_version_id
-from orchestration.models import Task, TaskState, TaskTransition
+from orchestration.models import Task
 from orchestration.services.actors import user_actor
 from orchestration.services.scheduling import task_enqueue
+from orchestration.services.transitions import task_submitted_record
 
 
 class IdempotencyKeyReused(Exception):
@@ -65,9 +66,7 @@ def task_submit(
                 agent_version_id=current_agent_version_id(agent),
                 next_run_at=timezone.now(),
             )
-            TaskTransition.objects.create(
-                task=task, name="submit", from_state="", to_state=TaskState.RECEIVED, actor=user_actor(owner)
-            )
+            task_submitted_record(task=task, actor=user_actor(owner))
             task_enqueue(task=task)
     except IntegrityError:
         # Another request with this key won the insert; it has committed, so the row is there to compare.

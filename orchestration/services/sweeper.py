@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.models import RUNNABLE_STATES, Step, StepState, Task
-from orchestration.services.recovery import step_abandoned_close
+from orchestration.services.lost_steps import step_abandoned_close
 from orchestration.services.scheduling import task_enqueue
 
 SWEEP_BATCH = 500

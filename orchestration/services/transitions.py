@@ -2,39 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransition
+from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransition, Transition
+from orchestration.services.leases import task_lease_release
+
+# The graph lives on Task; this is its index by name, so a transition is named by a value mypy checks.
+_MOVES: dict[Transition, Callable[[Task], None]] = {
+    Transition.PLAN: Task.plan,
+    Transition.START_TOOL: Task.start_tool,
+    Transition.FINISH_TOOL: Task.finish_tool,
+    Transition.FAIL_TOOL_RETRYABLE: Task.fail_tool_retryable,
+    Transition.FAIL_TOOL_FATAL: Task.fail_tool_fatal,
+    Transition.COMPLETE: Task.complete,
+    Transition.HAND_OFF: Task.hand_off,
+    Transition.RESUME: Task.resume,
+    Transition.CANCEL: Task.cancel,
+}
 
 
-def task_transition(*, task: Task, name: str, actor: str, reason: str = "") -> TaskTransition:
-    """Apply transition `name` to `task`, which the caller has locked inside its transaction.
+def task_transition(*, task: Task, transition: Transition, actor: str, reason: str = "") -> TaskTransition:
+    """Apply `transition` to `task`, which the caller has locked inside its transaction.
 
     An illegal move raises `TransitionNotAllowed` before anything is written; a concurrent change of the
     state since the row was read raises `ConcurrentTransition` at save (compare-and-swap on the state).
     """
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("task_transition must run inside the caller's transaction")
+    _require_transaction()
     from_state = task.state
-    getattr(task, name)()
+    _MOVES[transition](task)
     task.state_reason = reason
     if task.state in TERMINAL_STATES or task.state == TaskState.MANUAL_REVIEW:
         task.next_run_at = None
-        task.lease_token = None
-        task.lease_owner = ""
-        task.lease_expires_at = None
+        task_lease_release(task)
     if task.state in TERMINAL_STATES:
         task.finished_at = timezone.now()
     task.save()
+    return _logged(task=task, transition=transition, from_state=from_state, actor=actor, reason=reason)
+
+
+def task_submitted_record(*, task: Task, actor: str) -> TaskTransition:
+    """The first entry of a new task's log: created in RECEIVED (no state machine move precedes it)."""
+    _require_transaction()
+    return _logged(task=task, transition=Transition.SUBMIT, from_state="", actor=actor, reason="")
+
+
+def _logged(*, task: Task, transition: Transition, from_state: str, actor: str, reason: str) -> TaskTransition:
     return TaskTransition.objects.create(
-        task=task, name=name, from_state=from_state, to_state=task.state, actor=actor, reason=reason
+        task=task, name=transition, from_state=from_state, to_state=task.state, actor=actor, reason=reason
     )
 
 
-def task_cancel(*, task_id: object, actor: str, reason: str = "") -> Task:
-    """Stop a task. A worker running it loses its lease and stops before planning anything more."""
-    with transaction.atomic():
-        task = Task.objects.select_for_update().get(pk=task_id)
-        task_transition(task=task, name="cancel", actor=actor, reason=reason or "cancelled on request")
-    return task
+def _require_transaction() -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("a task's state changes only inside the caller's transaction")

@@ -9,14 +9,15 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
-from orchestration.models import DecisionAction, RecoveryDecision, RecoveryEvent, Step, StepState, Task, TaskState
-from orchestration.services.transitions import task_cancel
+from orchestration.models import RecoveryDecision, RecoveryEvent, Step, StepState, Task, TaskState
+from orchestration.services.cancellation import task_cancel
 from shop.models import OrderNote
 from shop.services import orders_seed_demo
 from tests.factories import submit_task
 from tests.faults.checks import nothing_lost_problems, outcomes, reloaded, worker_log_alarms
 from tests.faults.report import FaultFigures, record_figures
 from tests.workers import StartWorker, wait_until
+from tools.errors import RecoveryAction
 from tools.models import ToolContract
 from tools.services.contracts import contract_update
 
@@ -43,7 +44,7 @@ def test_cancelled_while_a_tool_runs(start_worker: StartWorker) -> None:
     assert OrderNote.objects.count() == 1
     assert not Step.objects.filter(task=task, ref="turn:3").exists(), "nothing further is planned"
     decision = RecoveryDecision.objects.get(task=task)
-    assert (decision.event, decision.action) == (RecoveryEvent.CANCELLED, DecisionAction.STOP)
+    assert (decision.event, decision.action) == (RecoveryEvent.CANCELLED, RecoveryAction.STOP)
     assert "its result was recorded (ok)" in decision.what
     problems = nothing_lost_problems([task]) + worker_log_alarms([worker])
     assert not problems, "\n".join(problems)

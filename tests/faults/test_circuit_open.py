@@ -9,14 +9,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from orchestration.models import DecisionAction, RecoveryDecision, Step, StepState, Task, TaskState
+from orchestration.models import RecoveryDecision, Step, StepState, Task, TaskState
 from orchestration.services.execution import task_run
 from shop.models import OrderNote
 from tests.factories import submit_task
 from tests.faults.checks import outcomes
 from tests.faults.report import FaultFigures, record_figures
 from tools.circuit import CLOSED
-from tools.errors import ErrorCode
+from tools.errors import ErrorCode, RecoveryAction
 from tools.models import ToolContract
 from tools.selectors import active_contract
 from tools.services.circuits import circuit_record, circuit_state
@@ -49,7 +49,7 @@ def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: 
     assert (note.state, note.output["error_code"]) == (StepState.FAILED, ErrorCode.CIRCUIT_OPEN)
     assert not OrderNote.objects.exists(), "an open circuit never runs the adapter"
     decision = RecoveryDecision.objects.get(task=task)
-    assert decision.action == DecisionAction.RETRY and "CIRCUIT_OPEN" in decision.rule
+    assert decision.action == RecoveryAction.RETRY and "CIRCUIT_OPEN" in decision.rule
     assert decision.next_attempt_at is not None
     assert 0.8 <= (decision.next_attempt_at - decision.created_at).total_seconds() <= 1.2
 

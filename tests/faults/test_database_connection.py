@@ -13,7 +13,6 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from orchestration.models import (
-    DecisionAction,
     RecoveryDecision,
     RecoveryEvent,
     Step,
@@ -28,6 +27,7 @@ from tests.factories import submit_task
 from tests.faults.checks import effect_problems, nothing_lost_problems, outcomes, reloaded, worker_log_alarms
 from tests.faults.report import FaultFigures, record_figures
 from tests.workers import StartWorker, wait_until
+from tools.errors import RecoveryAction
 
 pytestmark = pytest.mark.worker
 
@@ -87,8 +87,8 @@ def test_connection_dropped_inside_a_tool_call_transaction(start_worker: StartWo
     assert (note.attempt, note.state) == (2, StepState.SUCCEEDED)
     assert OrderNote.objects.filter(idempotency_key=note.idempotency_key).count() == 1
     assert _events(task) == [
-        (RecoveryEvent.DATABASE_ERROR, DecisionAction.RESUME),
-        (RecoveryEvent.STEP_LOST, DecisionAction.RETRY),
+        (RecoveryEvent.DATABASE_ERROR, RecoveryAction.RESUME),
+        (RecoveryEvent.STEP_LOST, RecoveryAction.RETRY),
     ]
     assert "terminating connection" in RecoveryDecision.objects.filter(task=task).first().what  # type: ignore[union-attr]
 
@@ -100,6 +100,6 @@ def test_connection_dropped_while_the_model_answers(start_worker: StartWorker) -
     assert turns == Counter({("turn:1", 1): 1, ("turn:2", 2): 1, ("turn:3", 1): 1})
     assert OrderNote.objects.count() == 1
     assert _events(task) == [
-        (RecoveryEvent.DATABASE_ERROR, DecisionAction.RESUME),
-        (RecoveryEvent.STEP_LOST, DecisionAction.RETRY),
+        (RecoveryEvent.DATABASE_ERROR, RecoveryAction.RESUME),
+        (RecoveryEvent.STEP_LOST, RecoveryAction.RETRY),
     ]

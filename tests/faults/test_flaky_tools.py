@@ -12,7 +12,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from faults.plan import FaultPlan, parse_plan
-from orchestration.models import DecisionAction, Step, StepState, Task, TaskState
+from orchestration.models import Step, StepState, Task, TaskState
 from shop.services import orders_seed_demo
 from tests.factories import submit_task
 from tests.faults.checks import (
@@ -27,6 +27,7 @@ from tests.faults.checks import (
 )
 from tests.faults.report import FaultFigures, record_figures
 from tests.workers import StartWorker, wait_until
+from tools.errors import RecoveryAction
 from tools.models import ToolContract
 from tools.services.contracts import contract_update
 
@@ -97,7 +98,7 @@ def _backoff_problems(step: Step) -> list[str]:
     problems = []
     decisions = decisions_of(step)
     starts = {d.attempt: d.attempt_started_at for d in decisions} | {step.attempt: step.started_at}
-    for decision in (d for d in decisions if d.action == DecisionAction.RETRY):
+    for decision in (d for d in decisions if d.action == RecoveryAction.RETRY):
         assert decision.attempt is not None and decision.next_attempt_at is not None
         raw = min(CAP_SECONDS, BASE_SECONDS * 2 ** (decision.attempt - 1))
         delay = (decision.next_attempt_at - decision.created_at).total_seconds()
@@ -130,7 +131,7 @@ def _policy_problems(plan: FaultPlan, task: Task, tools: tuple[str, ...]) -> tup
             problems.append(
                 f"{step.idempotency_key}: attempt {step.attempt} {step.state}, expected {attempts} {outcome}"
             )
-        retries = [d for d in decisions_of(step) if d.action == DecisionAction.RETRY]
+        retries = [d for d in decisions_of(step) if d.action == RecoveryAction.RETRY]
         if len(retries) != min(attempts - 1, MAX_RETRIES):
             problems.append(
                 f"{step.idempotency_key}: {len(retries)} retries, expected {min(attempts - 1, MAX_RETRIES)}"

@@ -9,14 +9,14 @@ import time
 import pytest
 from django.contrib.auth.models import User
 
-from orchestration.models import DecisionAction, RecoveryDecision, RecoveryEvent, Step, StepState, Task, TaskState
+from orchestration.models import RecoveryDecision, RecoveryEvent, Step, StepState, Task, TaskState
 from shop.models import OrderNote
 from shop.services import orders_seed_demo
 from tests.factories import submit_task
 from tests.faults.checks import effect_problems, nothing_lost_problems, outcomes, reloaded, worker_log_alarms
 from tests.faults.report import FaultFigures, record_figures
 from tests.workers import StartWorker, WorkerProcess, wait_until
-from tools.errors import ErrorCode
+from tools.errors import ErrorCode, RecoveryAction
 from tools.models import ToolContract
 from tools.services.contracts import contract_update
 
@@ -62,7 +62,7 @@ def test_tool_hung_past_its_timeout_rolls_back_and_succeeds_on_the_next_attempt(
     note = Step.objects.get(task=task, ref=NOTE_REF)
     assert (note.attempt, note.state) == (2, StepState.SUCCEEDED)
     assert OrderNote.objects.filter(idempotency_key=note.idempotency_key).count() == 1
-    assert _decisions(task) == [(RecoveryEvent.TOOL_ERROR, DecisionAction.RETRY, 1)]
+    assert _decisions(task) == [(RecoveryEvent.TOOL_ERROR, RecoveryAction.RETRY, 1)]
     timed_out = RecoveryDecision.objects.get(task=task)
     assert timed_out.envelope["error_code"] == ErrorCode.TIMEOUT  # type: ignore[index]
     assert Step.objects.get(task=task, ref="call:1:call_1_lookup_order").attempt == 1, "completed steps are kept"
@@ -84,7 +84,7 @@ def test_tool_stuck_where_no_signal_reaches_is_taken_back_after_its_deadline(sta
 
     note = Step.objects.get(task=task, ref=NOTE_REF)
     assert (note.attempt, note.state) == (2, StepState.SUCCEEDED)
-    assert _decisions(task) == [(RecoveryEvent.STEP_LOST, DecisionAction.RETRY, 1)]
+    assert _decisions(task) == [(RecoveryEvent.STEP_LOST, RecoveryAction.RETRY, 1)]
     lost = RecoveryDecision.objects.get(task=task)
     assert "rolled back to step #3 (turn:2)" in lost.what and "same idempotency key" in lost.what
 
@@ -105,5 +105,5 @@ def test_model_that_never_answers_is_cut_at_its_deadline_and_asked_again(start_w
 
     turn = Step.objects.get(task=task, ref="turn:2")
     assert (turn.attempt, turn.state) == (2, StepState.SUCCEEDED)
-    assert _decisions(task) == [(RecoveryEvent.MODEL_ERROR, DecisionAction.RETRY, 1)]
+    assert _decisions(task) == [(RecoveryEvent.MODEL_ERROR, RecoveryAction.RETRY, 1)]
     assert "outlived its deadline (1 s)" in RecoveryDecision.objects.get(task=task).what

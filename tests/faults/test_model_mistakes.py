@@ -8,12 +8,13 @@ import json
 import pytest
 from django.contrib.auth.models import User
 
-from orchestration.models import DecisionAction, RecoveryDecision, RecoveryEvent, Task, TaskState
+from orchestration.models import RecoveryDecision, RecoveryEvent, Task, TaskState
 from shop.services import orders_seed_demo
 from tests.factories import submit_task
 from tests.faults.checks import all_settled, nothing_lost_problems, outcomes, reloaded, worker_log_alarms
 from tests.faults.report import FaultFigures, record_figures
 from tests.workers import StartWorker, wait_until
+from tools.errors import RecoveryAction
 
 pytestmark = pytest.mark.worker
 
@@ -34,7 +35,7 @@ def _run_with(start_worker: StartWorker, model_fault: dict[str, object], case: s
         assert task.state == TaskState.MANUAL_REVIEW
         assert f"re-planned {CAP} times (cap {CAP})" in task.state_reason
         decisions = list(RecoveryDecision.objects.filter(task=task).values_list("action", flat=True))
-        assert decisions == [DecisionAction.REPLAN] * CAP + [DecisionAction.HANDOFF]
+        assert decisions == [RecoveryAction.REPLAN] * CAP + [RecoveryAction.HANDOFF]
     return tasks
 
 

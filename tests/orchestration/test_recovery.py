@@ -13,7 +13,6 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from orchestration.models import (
-    DecisionAction,
     RecoveryDecision,
     RecoveryEvent,
     Step,
@@ -22,15 +21,14 @@ from orchestration.models import (
     Task,
     TaskState,
 )
-from orchestration.services.execution import task_run
+from orchestration.services.cancellation import task_cancel
+from orchestration.services.execution import task_database_failure_settle, task_run
 from orchestration.services.journal import DatabaseJournal
 from orchestration.services.leases import task_lease_acquire
-from orchestration.services.recovery import DATABASE_FAILURES_BEFORE_HANDOFF, task_database_failure_settle
 from orchestration.services.sweeper import tasks_sweep
-from orchestration.services.transitions import task_cancel
 from shop.models import Order
 from tests.factories import submit_task
-from tools.errors import ErrorCode
+from tools.errors import ErrorCode, RecoveryAction
 from tools.models import ToolContract
 from tools.services.contracts import contract_update
 
@@ -80,7 +78,7 @@ def test_dictionary_actions_are_recorded_with_their_rule(demo_orders: None, sett
     owner = User.objects.create(username="o")
     missing = _run(submit_task(owner, goal="Look up order Z-9999", task_input={"order_number": "Z-9999"}))
     replanned = RecoveryDecision.objects.filter(task=missing).first()
-    assert replanned is not None and replanned.action == DecisionAction.REPLAN
+    assert replanned is not None and replanned.action == RecoveryAction.REPLAN
     assert "ORDER_NOT_FOUND (no order has this number) -> replan" in replanned.rule
     assert "re-plan 1 of 3 (AGENT_REPLAN_CAP)" in replanned.rule
 
@@ -93,7 +91,7 @@ def test_dictionary_actions_are_recorded_with_their_rule(demo_orders: None, sett
         )
     )
     handed = RecoveryDecision.objects.get(task=shipped)
-    assert handed.action == DecisionAction.HANDOFF and "ORDER_ALREADY_SHIPPED" in handed.rule
+    assert handed.action == RecoveryAction.HANDOFF and "ORDER_ALREADY_SHIPPED" in handed.rule
     assert handed.envelope["error_code"] == "ORDER_ALREADY_SHIPPED"  # type: ignore[index]
 
     lookup = ToolContract.objects.get(name="lookup_order")
@@ -102,7 +100,7 @@ def test_dictionary_actions_are_recorded_with_their_rule(demo_orders: None, sett
     settings.FAULT_PLAN = '{"tools": {"lookup_order": [{"fault": "error", "code": "ORDER_FROZEN"}]}}'
     fatal = _run(submit_task(owner, goal="Look up order", task_input={"order_number": "A-1001"}))
     decision = RecoveryDecision.objects.get(task=fatal)
-    assert (fatal.state, decision.action) == (TaskState.TOOL_FAILED_FATAL, DecisionAction.FATAL)
+    assert (fatal.state, decision.action) == (TaskState.TOOL_FAILED_FATAL, RecoveryAction.FATAL)
     assert "lookup_order v2 error dictionary: ORDER_FROZEN (legal hold) -> fatal" in decision.rule
 
 
@@ -127,8 +125,8 @@ def test_a_lost_model_turn_is_a_retryable_failure_and_a_poison_turn_ends_with_a_
             assert task.state == TaskState.RECEIVED and task.next_run_at is not None
     assert task.state == TaskState.MANUAL_REVIEW, "a turn that keeps killing its worker must not loop forever"
     decisions = list(RecoveryDecision.objects.filter(task=task).values_list("event", "action"))
-    assert decisions == [(RecoveryEvent.STEP_LOST, DecisionAction.RETRY)] * 3 + [
-        (RecoveryEvent.STEP_LOST, DecisionAction.HANDOFF)
+    assert decisions == [(RecoveryEvent.STEP_LOST, RecoveryAction.RETRY)] * 3 + [
+        (RecoveryEvent.STEP_LOST, RecoveryAction.HANDOFF)
     ]
     assert "rolled back to the start" in RecoveryDecision.objects.filter(task=task).first().what  # type: ignore[union-attr]
 
@@ -141,22 +139,23 @@ def test_a_lost_model_turn_is_a_retryable_failure_and_a_poison_turn_ends_with_a_
     assert Step.objects.get(task=fresh, ref="turn:1").attempt == 2
 
 
-def test_database_failures_in_a_row_back_off_then_go_to_a_human(demo_orders: None) -> None:
+def test_database_failures_in_a_row_back_off_then_go_to_a_human(demo_orders: None, settings: Any) -> None:
     task = submit_task(User.objects.create(username="o"))
     delays = []
-    for failure in range(1, DATABASE_FAILURES_BEFORE_HANDOFF + 1):
+    in_a_row = settings.DATABASE_FAILURES_BEFORE_HANDOFF
+    for failure in range(1, in_a_row + 1):
         with transaction.atomic():
             locked = Task.objects.select_for_update().get(pk=task.pk)
             task_database_failure_settle(task=locked, error="OperationalError: server closed the connection", actor="w")
         task.refresh_from_db()
-        if failure < DATABASE_FAILURES_BEFORE_HANDOFF:
+        if failure < in_a_row:
             assert task.state == TaskState.RECEIVED and task.next_run_at is not None
             delays.append((task.next_run_at - timezone.now()).total_seconds())
     assert task.state == TaskState.MANUAL_REVIEW and "5 times in a row" in task.state_reason
     assert delays == sorted(delays) and delays[-1] > delays[0], "failures in a row back off"
     actions = list(RecoveryDecision.objects.filter(task=task).values_list("event", "action"))
-    assert actions == [(RecoveryEvent.DATABASE_ERROR, DecisionAction.RESUME)] * 4 + [
-        (RecoveryEvent.DATABASE_ERROR, DecisionAction.HANDOFF)
+    assert actions == [(RecoveryEvent.DATABASE_ERROR, RecoveryAction.RESUME)] * 4 + [
+        (RecoveryEvent.DATABASE_ERROR, RecoveryAction.HANDOFF)
     ]
 
 
@@ -175,6 +174,6 @@ def test_the_sweeper_closes_a_step_abandoned_on_a_cancelled_task(demo_orders: No
     turn.refresh_from_db()
     assert turn.state == StepState.FAILED and turn.output["error_code"] == ErrorCode.STEP_LOST
     decision = RecoveryDecision.objects.get(task=task)
-    assert (decision.event, decision.action) == (RecoveryEvent.STEP_LOST, DecisionAction.STOP)
+    assert (decision.event, decision.action) == (RecoveryEvent.STEP_LOST, RecoveryAction.STOP)
     assert Task.objects.get(pk=task.pk).state == TaskState.CANCELLED
     assert Step.objects.filter(task=task, kind=StepKind.MODEL_TURN).count() == 1

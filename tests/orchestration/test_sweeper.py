@@ -11,8 +11,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from orchestration.models import Task
+from orchestration.services.cancellation import task_cancel
 from orchestration.services.sweeper import tasks_sweep
-from orchestration.services.transitions import task_cancel
 from tests.factories import submit_task
 
 

@@ -14,8 +14,8 @@ from agent_runtime.models import AgentConfig
 from agent_runtime.offline_model import OfflineModel
 from agent_runtime.services import agent_update
 from orchestration.models import Step, StepKind, StepState, Task, TaskState, TaskTransition
+from orchestration.services.cancellation import task_cancel
 from orchestration.services.execution import task_run
-from orchestration.services.transitions import task_cancel
 from shop.models import Order, OrderNote, Refund
 from tests.factories import submit_task
 

@@ -10,9 +10,10 @@ from django.contrib.auth.models import User
 from django.db import close_old_connections, connection, transaction
 from django_fsm import ConcurrentTransition, TransitionNotAllowed
 
-from orchestration.models import Task, TaskState, TaskTransition
+from orchestration.models import Task, TaskState, TaskTransition, Transition
+from orchestration.services.cancellation import task_cancel
 from orchestration.services.leases import task_lease_acquire
-from orchestration.services.transitions import task_cancel, task_transition
+from orchestration.services.transitions import task_transition
 from tests.factories import submit_task
 
 
@@ -53,7 +54,7 @@ def test_illegal_transition_raises_and_changes_nothing() -> None:
     before = TaskTransition.objects.count()
     with pytest.raises(TransitionNotAllowed), transaction.atomic():
         locked = Task.objects.select_for_update().get(pk=task.pk)
-        task_transition(task=locked, name="finish_tool", actor="test")
+        task_transition(task=locked, transition=Transition.FINISH_TOOL, actor="test")
     task.refresh_from_db()
     assert task.state == TaskState.RECEIVED
     assert TaskTransition.objects.count() == before
@@ -63,7 +64,7 @@ def test_illegal_transition_raises_and_changes_nothing() -> None:
 def test_transition_outside_a_transaction_is_refused() -> None:
     task = submit_task(User.objects.create(username="u"))
     with pytest.raises(RuntimeError, match="inside the caller's transaction"):
-        task_transition(task=task, name="plan", actor="test")
+        task_transition(task=task, transition=Transition.PLAN, actor="test")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -76,7 +77,7 @@ def test_two_workers_advancing_from_stale_reads_one_wins() -> None:
         stale = Task.objects.get(pk=task.pk)
         barrier.wait()
         with transaction.atomic():
-            task_transition(task=stale, name="plan", actor=f"worker:{threading.get_ident()}")
+            task_transition(task=stale, transition=Transition.PLAN, actor=f"worker:{threading.get_ident()}")
 
     outcomes = _race(advance)
     assert outcomes.count(None) == 1

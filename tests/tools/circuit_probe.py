@@ -17,7 +17,8 @@ import django
 
 django.setup()
 
-from tools.contract import CircuitPolicy, Contract, RetryPolicy  # noqa: E402
+from tools.contract import Contract  # noqa: E402
+from tools.policy import DEFAULT_RETRY, CircuitPolicy  # noqa: E402
 from tools.services.circuits import circuit_allow, circuit_record  # noqa: E402
 
 # Open long enough to outlast a process start (Django and the agent SDK take a few seconds to import).
@@ -35,7 +36,7 @@ def contract(tool: str) -> Contract:
         result_schema={"type": "object"},
         error_codes={},
         timeout_seconds=5,
-        retry=RetryPolicy(3, 1, 30),
+        retry=DEFAULT_RETRY,
         circuit=CircuitPolicy(THRESHOLD, WINDOW, OPEN_SECONDS),
         approval_mode="never",
         approval_rule=None,

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from agent_runtime.snapshots import contains_nul
+from lib.strict_json import contains_nul
 from tools.adapters.base import CallContext, ToolAdapter
 from tools.contract import Contract
 from tools.envelope import ToolResult

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from tests.tools.circuit_probe import THRESHOLD
 from tools.circuit import CLOSED, HALF_OPEN, OPEN, CircuitState, allow, record
-from tools.contract import CircuitPolicy
+from tools.policy import CircuitPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = CircuitPolicy(failure_threshold=3, window_seconds=10, open_seconds=5)

@@ -18,7 +18,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
-from agent_runtime.snapshots import contains_nul, loads_strict
+from lib.strict_json import contains_nul, loads_strict
 from tools.adapters.base import CallContext, ToolAdapter, adapter_for
 from tools.contract import Contract
 from tools.deadline import DeadlineExceeded, deadline

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 
+from lib.versioning import ConfigInvalid, Problems, Versioning
 from tools.adapters.base import registered_adapters
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.metrics import CONTRACT_VIOLATIONS
 from tools.models import ToolContract, ToolContractVersion
-from tools.validation import Problems, contract_problems
+from tools.validation import contract_problems
 
 VERSIONED_FIELDS = (
     "description",
@@ -33,39 +31,10 @@ VERSIONED_FIELDS = (
     "sensitive_fields",
     "enabled",
 )
-_DEFAULTS: dict[str, Any] = {
-    field.name: field.get_default() for field in ToolContractVersion._meta.fields if field.name in VERSIONED_FIELDS
-}
 
 
-class ContractInvalid(Exception):
-    def __init__(self, problems: Problems) -> None:
-        super().__init__("; ".join(f"{field}: {', '.join(found)}" for field, found in problems.items()))
-        self.problems = problems
-
-
-def version_values(version: ToolContractVersion) -> dict[str, Any]:
-    return {name: getattr(version, name) for name in VERSIONED_FIELDS}
-
-
-def contract_update(
-    *, contract: ToolContract, values: dict[str, Any], user: User | None, comment: str = ""
-) -> ToolContractVersion:
-    """Validate and save `values` as the contract's next version; the next planned call uses it."""
-    merged = {**_DEFAULTS, **(version_values(contract.current) if contract.current else {}), **values}
-    problems = contract_problems(merged) | identity_problems(contract.name, merged)
-    if problems:
-        raise ContractInvalid(problems)
-    with transaction.atomic():
-        locked = ToolContract.objects.select_for_update().get(pk=contract.pk)
-        number = (locked.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-        version = ToolContractVersion.objects.create(
-            contract=locked, number=number, created_by=user, comment=comment, **merged
-        )
-        locked.current = version
-        locked.save(update_fields=["current"])
-    contract.current = version
-    return version
+class ContractInvalid(ConfigInvalid):
+    """Contract values refused: `problems` names each field (and the path in it) and what is wrong."""
 
 
 def identity_problems(name: str, values: dict[str, Any]) -> Problems:
@@ -74,21 +43,38 @@ def identity_problems(name: str, values: dict[str, Any]) -> Problems:
     return {}
 
 
+def _problems(contract: ToolContract, values: dict[str, Any]) -> Problems:
+    return contract_problems(values) | identity_problems(contract.name, values)
+
+
+CONTRACT_VERSIONS: Versioning[ToolContract, ToolContractVersion] = Versioning(
+    owner_model=ToolContract,
+    version_model=ToolContractVersion,
+    owner_field="contract",
+    fields=VERSIONED_FIELDS,
+    problems=_problems,
+    invalid=ContractInvalid,
+)
+
+
+def version_values(version: ToolContractVersion) -> dict[str, Any]:
+    return CONTRACT_VERSIONS.values(version)
+
+
+def contract_update(
+    *, contract: ToolContract, values: dict[str, Any], user: User | None, comment: str = ""
+) -> ToolContractVersion:
+    """Validate and save `values` as the contract's next version; the next planned call uses it."""
+    return CONTRACT_VERSIONS.update(owner=contract, values=values, user=user, comment=comment)
+
+
 def contract_create(*, name: str, adapter: str, values: dict[str, Any], user: User | None) -> ToolContract:
-    problems = contract_problems({**_DEFAULTS, **values})
-    if problems:
-        raise ContractInvalid(problems)
-    with transaction.atomic():
-        contract = ToolContract.objects.create(name=name, adapter=adapter)
-        contract_update(contract=contract, values=values, user=user, comment="created")
-    return contract
+    return CONTRACT_VERSIONS.create(owner=ToolContract(name=name, adapter=adapter), values=values, user=user)
 
 
 def contract_restore(*, version: ToolContractVersion, user: User | None) -> ToolContractVersion:
     """Make an old version current again, as a new version (history is never rewritten)."""
-    return contract_update(
-        contract=version.contract, values=version_values(version), user=user, comment=f"restored v{version.number}"
-    )
+    return CONTRACT_VERSIONS.restore(version=version, user=user)
 
 
 def contracts_install_defaults() -> int:
@@ -112,12 +98,4 @@ def contract_violation_record(*, tool: str, detail: str) -> None:
 
 def version_diff(version: ToolContractVersion) -> str:
     """A unified diff of this version against the one before it."""
-    previous = version.contract.versions.filter(number__lt=version.number).order_by("-number").first()
-    before = _as_text(version_values(previous)) if previous else []
-    after = _as_text(version_values(version))
-    label = f"v{previous.number}" if previous else "(nothing)"
-    return "".join(difflib.unified_diff(before, after, fromfile=label, tofile=f"v{version.number}"))
-
-
-def _as_text(values: dict[str, Any]) -> list[str]:
-    return [line + "\n" for line in json.dumps(values, indent=2, sort_keys=True).splitlines()]
+    return CONTRACT_VERSIONS.diff(version)

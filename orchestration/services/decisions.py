@@ -1,0 +1,71 @@
+"""The one service that carries out a policy decision: record it, make its transitions, schedule the next run.
+
+Deciding happens in `orchestration.policy` (pure functions of facts); doing happens here, inside the caller's
+transaction on the task row the caller has locked. Messages go out only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from orchestration.models import Approval, RecoveryDecision, Step, Task
+from orchestration.policy.decision import Decision, Limits
+from orchestration.services.leases import task_lease_release
+from orchestration.services.scheduling import task_enqueue
+from orchestration.services.transitions import task_transition
+from tools.policy import DEFAULT_RETRY, RetryPolicy
+
+
+def policy_limits() -> Limits:
+    """The policy's numbers as configured (settings are read per call, so tests may override them)."""
+    return Limits(
+        replan_cap=settings.AGENT_REPLAN_CAP,
+        jitter=settings.RETRY_JITTER,
+        default_tool_retry=DEFAULT_RETRY,
+        model_retry=RetryPolicy(
+            settings.MODEL_RETRY_MAX, settings.MODEL_RETRY_BASE_SECONDS, settings.MODEL_RETRY_CAP_SECONDS
+        ),
+        database_retry=RetryPolicy(
+            settings.DATABASE_FAILURES_BEFORE_HANDOFF,
+            settings.DATABASE_RETRY_BASE_SECONDS,
+            settings.DATABASE_RETRY_CAP_SECONDS,
+        ),
+    )
+
+
+def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | None = None) -> None:
+    """Carry out `decision` on the locked `task` (about `step`, if it concerns one) in the caller's transaction."""
+    if decision.replans is not None:
+        task.replans = decision.replans
+    if decision.result is not None:
+        task.result = decision.result
+    for ruling in decision.rulings:
+        RecoveryDecision.objects.create(
+            task=task,
+            step=step,
+            event=ruling.event,
+            action=ruling.action,
+            what=ruling.what,
+            rule=ruling.rule,
+            attempt=step.attempt if step else None,
+            attempt_started_at=step.started_at if step else None,
+            next_attempt_at=decision.due_at,
+            envelope=ruling.envelope,
+            actor=actor,
+        )
+    if decision.approval is not None:
+        if step is None:
+            raise ValueError("a call is held for approval with the step that made it")
+        hold = decision.approval
+        Approval.objects.create(step=step, task=task, tool=step.name, arguments=hold.arguments, reason=hold.reason)
+    if decision.due_at is not None:
+        task.next_run_at = decision.due_at
+        task_lease_release(task)  # the next attempt is a new run, whichever worker takes it
+    for move in decision.moves:
+        task_transition(task=task, transition=move.transition, actor=actor, reason=move.reason)
+    if not decision.moves:
+        if decision.waiting_reason:
+            task.state_reason = decision.waiting_reason
+        task.save()
+    if decision.due_at is not None:
+        task_enqueue(task=task, due_at=decision.due_at)
