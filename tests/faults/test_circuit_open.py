@@ -4,6 +4,8 @@ and, once the circuit lets a probe through, succeeds."""
 from __future__ import annotations
 
 import time
+from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.auth.models import User
@@ -32,16 +34,21 @@ def _run(task: Task) -> Task:
     return task
 
 
-def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: None) -> None:
+OPEN_SECONDS = 60
+
+
+def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: None, settings: Any) -> None:
+    settings.RETRY_JITTER = 0.0  # the backoff exactly: 1 s after the first failure
     note_contract = ToolContract.objects.get(name="add_order_note")
     contract_update(
-        contract=note_contract, values={"circuit_failure_threshold": 2, "circuit_open_seconds": 2}, user=None
+        contract=note_contract,
+        values={"circuit_failure_threshold": 2, "circuit_open_seconds": OPEN_SECONDS},
+        user=None,
     )
     contract = active_contract("add_order_note")
     assert contract is not None
     for _ in range(2):  # the tool failed twice elsewhere: its circuit is open
         circuit_record(contract, failed=True, code="INTERNAL")
-    opened = time.monotonic()
 
     task = _run(submit_task(User.objects.create(username="o")))
     assert task.state == TaskState.TOOL_FAILED_RETRYABLE
@@ -51,10 +58,14 @@ def test_open_circuit_fails_fast_and_the_retry_follows_the_backoff(demo_orders: 
     decision = RecoveryDecision.objects.get(task=task)
     assert decision.action == RecoveryAction.RETRY and "CIRCUIT_OPEN" in decision.rule
     assert decision.next_attempt_at is not None
-    assert 0.8 <= (decision.next_attempt_at - decision.created_at).total_seconds() <= 1.2
+    # Due 1 s after the policy's decision, which comes just before the decision row is written.
+    assert 0.9 <= (decision.next_attempt_at - decision.created_at).total_seconds() <= 1.0
 
-    time.sleep(max(0.0, opened + 2.1 - time.monotonic()))  # the circuit lets one probe through
-    task = _run(task)
+    # Later, on the circuit's clock, the open time has passed: the circuit lets one probe through.
+    later = time.time() + OPEN_SECONDS + 1
+    with mock.patch("tools.services.circuits.time") as circuit_clock:
+        circuit_clock.time.return_value = later
+        task = _run(task)
     assert task.state == TaskState.COMPLETED
     assert Step.objects.get(pk=note.pk).attempt == 2 and OrderNote.objects.count() == 1
     assert circuit_state("add_order_note").status == CLOSED

@@ -4,7 +4,6 @@ and successful on the next attempt."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from django.contrib.auth.models import User
@@ -74,36 +73,42 @@ def test_tool_stuck_where_no_signal_reaches_is_taken_back_after_its_deadline(sta
     result is discarded when it finally returns."""
     orders_seed_demo()
     _note_timeout(1.0)
-    hang_seconds = 12.0
+    hang_seconds = 20.0  # far past the step's deadline (1 s) and grace (2 s), on a loaded machine too
     plan = {"tools": {"add_order_note": [{"fault": "hang", "seconds": hang_seconds, "uninterruptible": True,
                                           "attempts": [1]}]}}  # fmt: skip
     worker = start_worker(concurrency=2, FAULT_PLAN=json.dumps(plan), STEP_DEADLINE_GRACE_SECONDS="2")
-    started = time.monotonic()
     task = _completed(submit_task(User.objects.create_user("c")), [worker], "tool stuck past its deadline")
-    assert time.monotonic() - started < hang_seconds, "the step must be taken back at its deadline, not its end"
 
     note = Step.objects.get(task=task, ref=NOTE_REF)
     assert (note.attempt, note.state) == (2, StepState.SUCCEEDED)
     assert _decisions(task) == [(RecoveryEvent.STEP_LOST, RecoveryAction.RETRY, 1)]
     lost = RecoveryDecision.objects.get(task=task)
     assert "rolled back to step #3 (turn:2)" in lost.what and "same idempotency key" in lost.what
+    assert lost.attempt_started_at is not None
+    taken_back_after = (lost.created_at - lost.attempt_started_at).total_seconds()
+    assert taken_back_after < hang_seconds, "the step must be taken back at its deadline, not when it ends"
 
     # The hung attempt returns late; its result must change nothing.
     before = (note.output, note.finished_at, list(task.transitions.values_list("id", flat=True)))
-    time.sleep(max(0.0, started + hang_seconds + 2 - time.monotonic()))
+    wait_until(
+        lambda: "late result discarded" in worker.log(),
+        timeout=hang_seconds + 60,
+        describe="the hung attempt returned and its result was discarded",
+        watch=[worker],
+    )
     note.refresh_from_db()
     assert (note.output, note.finished_at, list(task.transitions.values_list("id", flat=True))) == before
     assert OrderNote.objects.count() == 1
-    assert "late result discarded" in worker.log()
 
 
 def test_model_that_never_answers_is_cut_at_its_deadline_and_asked_again(start_worker: StartWorker) -> None:
     orders_seed_demo()
     plan = {"model": [{"fault": "hang", "seconds": 60, "turns": [2], "attempts": [1]}]}
-    worker = start_worker(FAULT_PLAN=json.dumps(plan), MODEL_CALL_TIMEOUT_SECONDS="1")
+    # Every turn has this deadline: long enough that a loaded machine never stalls the turns that do answer.
+    worker = start_worker(FAULT_PLAN=json.dumps(plan), MODEL_CALL_TIMEOUT_SECONDS="3")
     task = _completed(submit_task(User.objects.create_user("c")), [worker], "model hung past its deadline")
 
     turn = Step.objects.get(task=task, ref="turn:2")
     assert (turn.attempt, turn.state) == (2, StepState.SUCCEEDED)
     assert _decisions(task) == [(RecoveryEvent.MODEL_ERROR, RecoveryAction.RETRY, 1)]
-    assert "outlived its deadline (1 s)" in RecoveryDecision.objects.get(task=task).what
+    assert "outlived its deadline (3 s)" in RecoveryDecision.objects.get(task=task).what
