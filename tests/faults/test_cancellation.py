@@ -28,7 +28,8 @@ NOTE_REF = "call:2:call_2_add_order_note"
 
 def test_cancelled_while_a_tool_runs(start_worker: StartWorker) -> None:
     orders_seed_demo()
-    plan = {"tools": {"add_order_note": [{"fault": "hang", "seconds": 3}]}}
+    # Long enough that the cancel surely lands while the call runs; inside the note's 10 s timeout.
+    plan = {"tools": {"add_order_note": [{"fault": "hang", "seconds": 6}]}}
     worker = start_worker(FAULT_PLAN=json.dumps(plan))
     task = submit_task(User.objects.create_user("c"))
     wait_until(lambda: Step.objects.filter(task=task, ref=NOTE_REF, state=StepState.RUNNING).exists())
@@ -54,7 +55,8 @@ def test_cancelled_while_a_tool_runs(start_worker: StartWorker) -> None:
 def test_cancelled_during_a_backoff(start_worker: StartWorker) -> None:
     orders_seed_demo()
     note_contract = ToolContract.objects.get(name="add_order_note")
-    contract_update(contract=note_contract, values={"retry_base_seconds": 2.0}, user=None)
+    # Long enough that the cancel surely lands before the retry is due.
+    contract_update(contract=note_contract, values={"retry_base_seconds": 8.0}, user=None)
     plan = {"tools": {"add_order_note": [{"fault": "error", "code": "INTERNAL", "attempts": [1]}]}}
     worker = start_worker(FAULT_PLAN=json.dumps(plan))
     task = submit_task(User.objects.create_user("c"))
@@ -62,7 +64,8 @@ def test_cancelled_during_a_backoff(start_worker: StartWorker) -> None:
 
     task_cancel(task_id=task.pk, actor="user:ops")
     due = Task.objects.get(pk=task.pk)
-    time.sleep(4)  # past the retry's due time: its message arrives and must do nothing
+    # The retry's message arrives when it was due, and must do nothing.
+    wait_until(lambda: "nothing to do" in worker.log(), timeout=60, describe="the retry's message did nothing")
 
     [task] = reloaded([task])
     assert task.state == TaskState.CANCELLED and due.next_run_at is None

@@ -101,10 +101,15 @@ def _backoff_problems(step: Step) -> list[str]:
     for decision in (d for d in decisions if d.action == RecoveryAction.RETRY):
         assert decision.attempt is not None and decision.next_attempt_at is not None
         raw = min(CAP_SECONDS, BASE_SECONDS * 2 ** (decision.attempt - 1))
-        delay = (decision.next_attempt_at - decision.created_at).total_seconds()
-        if not raw * (1 - JITTER) - 0.05 <= delay <= raw * (1 + JITTER):
+        # The policy decided between the failed attempt's start and the decision row's insert: bounds that hold
+        # however long the machine took in between.
+        assert decision.attempt_started_at is not None
+        at_least = (decision.next_attempt_at - decision.attempt_started_at).total_seconds()
+        at_most = (decision.next_attempt_at - decision.created_at).total_seconds()
+        if at_least < raw * (1 - JITTER) or at_most > raw * (1 + JITTER):
             problems.append(
-                f"{step.idempotency_key} retry after attempt {decision.attempt}: {delay:.2f} s, not ~{raw} s"
+                f"{step.idempotency_key} retry after attempt {decision.attempt}: due {at_most:.2f}-{at_least:.2f} s "
+                f"after the decision, not ~{raw} s"
             )
         started = starts.get(decision.attempt + 1)
         if started is None or started < decision.next_attempt_at - timedelta(milliseconds=1):

@@ -71,14 +71,27 @@ def _open_transactions() -> int:
         return int(cursor.fetchone()[0])
 
 
+def _other_sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        return int(cursor.fetchone()[0])
+
+
 def _run_then_kill(worker: WorkerProcess, seconds: float) -> int:
-    """Let the worker run (acting as beat meanwhile), then SIGKILL it; returns open transactions just before."""
+    """Let the worker run (acting as beat meanwhile), then SIGKILL it; returns open transactions just before.
+
+    Returns once PostgreSQL has ended the killed worker's sessions: a COMMIT it sent just before it died is then
+    applied (or a transaction it left open rolled back), so what is RUNNING now stays RUNNING."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         tasks_sweep()
         time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
     in_transaction = _open_transactions()
     worker.kill()
+    wait_until(lambda: _other_sessions() == 0, timeout=30, describe="the killed worker's database sessions ended")
     return in_transaction
 
 

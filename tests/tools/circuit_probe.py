@@ -1,7 +1,8 @@
 """A separate worker-like process acting on the shared circuit breaker (run by test_circuit_breaker.py).
 
-python -m tests.tools.circuit_probe <tool> <action> [start_at]   action: fail | allow | succeed
-Prints one JSON line: {"allowed": bool} for allow, {"ok": true} otherwise.
+python -m tests.tools.circuit_probe <tool> <action> [--wait]   action: fail | allow | succeed
+Prints one JSON line: {"allowed": bool} for allow, {"ok": true} otherwise. With --wait it first prints "ready"
+(once Django is set up) and acts only when a line arrives on stdin, so two probes can be lined up exactly.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
 
@@ -21,8 +21,8 @@ from tools.contract import Contract  # noqa: E402
 from tools.policy import DEFAULT_RETRY, CircuitPolicy  # noqa: E402
 from tools.services.circuits import circuit_allow, circuit_record  # noqa: E402
 
-# Open long enough to outlast a process start (Django and the agent SDK take a few seconds to import).
-THRESHOLD, WINDOW, OPEN_SECONDS = 3, 120, 12
+# Open far longer than any process start: the test ends the open period itself, by rewriting the stored state.
+THRESHOLD, WINDOW, OPEN_SECONDS = 3, 120, 600
 
 
 def contract(tool: str) -> Contract:
@@ -45,8 +45,9 @@ def contract(tool: str) -> Contract:
 
 def main() -> None:
     tool, action = sys.argv[1], sys.argv[2]
-    if len(sys.argv) > 3:  # line up with the other process
-        time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+    if "--wait" in sys.argv[3:]:  # line up with the other process
+        print("ready", flush=True)
+        sys.stdin.readline()
     if action == "allow":
         print(json.dumps({"allowed": circuit_allow(contract(tool))}))
         return

@@ -62,18 +62,21 @@ def test_a_lost_probe_is_replaced_after_its_time() -> None:
     assert allow(state, now=7.1, probe_seconds=2)
 
 
-def _probe(tool: str, action: str, start_at: float | None = None) -> subprocess.Popen[str]:
+def _probe(tool: str, action: str, *, wait: bool = False) -> subprocess.Popen[str]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "REDIS_URL": settings.REDIS_URL}
-    args = [sys.executable, "-m", "tests.tools.circuit_probe", tool, action]
-    if start_at is not None:
-        args.append(str(start_at))
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    args = [sys.executable, "-m", "tests.tools.circuit_probe", tool, action, *(["--wait"] if wait else [])]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def _result(process: subprocess.Popen[str]) -> dict[str, object]:
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     return json.loads(out.strip().splitlines()[-1])
+
+
+def _ready(process: subprocess.Popen[str]) -> subprocess.Popen[str]:
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
 
 
 def test_two_worker_processes_share_one_breaker() -> None:
@@ -83,11 +86,16 @@ def test_two_worker_processes_share_one_breaker() -> None:
             _result(_probe(tool, "fail"))
         assert _result(_probe(tool, "allow")) == {"allowed": False}, "process B must fail fast"
 
-        stored = json.loads(redis.Redis.from_url(settings.REDIS_URL).get(f"circuit:{tool}") or b"{}")
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        stored = json.loads(client.get(f"circuit:{tool}") or b"{}")
         assert stored["status"] == "open"
-        # Both processes ask at the same instant, once the circuit may half-open (and both are surely up).
-        start = max(stored["open_until"], time.time() + 6) + 0.2
-        racers = [_probe(tool, "allow", start), _probe(tool, "allow", start)]
+        # Two processes, both up, ask at once after the open period has ended (moved into the past here).
+        racers = [_ready(_probe(tool, "allow", wait=True)) for _ in range(2)]
+        client.set(f"circuit:{tool}", json.dumps({**stored, "open_until": time.time() - 1}))
+        for racer in racers:
+            assert racer.stdin is not None
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
         answers = sorted(bool(_result(racer)["allowed"]) for racer in racers)
         assert answers == [False, True], "exactly one half-open probe"
 
