@@ -10,7 +10,8 @@ from datetime import datetime
 
 from orchestration.models import RecoveryEvent, Transition
 from orchestration.policy.decision import Decision, Move, Ruling
-from tools.errors import RecoveryAction
+from tools.envelope import ToolResult
+from tools.errors import ErrorCode, RecoveryAction
 
 CANCELLED_MID_STEP_RULE = "a cancelled task keeps what its running step did and plans nothing more"
 
@@ -18,6 +19,13 @@ CANCELLED_MID_STEP_RULE = "a cancelled task keeps what its running step did and 
 def approval_decided_decide(*, tool: str, approved: bool, message: str, now: datetime) -> Decision:
     verdict = "approved" if approved else f"rejected ({message or 'no message'})"
     return Decision(moves=(Move(Transition.RESUME, f"{tool} {verdict}"),), due_at=now)
+
+
+def rejected_call_result(message: str) -> ToolResult:
+    """What the model sees of a call an operator rejected: the operator's message, to re-plan on."""
+    return ToolResult.failure(
+        ErrorCode.REJECTED_BY_OPERATOR, message or "an operator rejected this call", retryable=False
+    )
 
 
 def cancel_decide(reason: str) -> Decision:

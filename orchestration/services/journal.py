@@ -20,7 +20,7 @@ from agent_runtime.journal import RunSuspended, TurnUsage
 from lib.strict_json import loads_strict
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
 from orchestration.policy.model_turns import TurnOutcome, turn_decide
-from orchestration.policy.operator_actions import cancelled_mid_step_decide
+from orchestration.policy.operator_actions import cancelled_mid_step_decide, rejected_call_result
 from orchestration.policy.tool_results import ToolOutcome, tool_call_begin_decide, tool_result_decide
 from orchestration.services.approvals import approval_take
 from orchestration.services.decisions import decision_apply, policy_limits
@@ -29,7 +29,6 @@ from orchestration.services.steps import step_begin, step_close
 from tools.adapters.base import CallContext
 from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.errors import ErrorCode
 from tools.selectors import active_contract
 from tools.services.calls import tool_call
 
@@ -185,8 +184,7 @@ class DatabaseJournal:
         contract = active_contract(name)
         step = self._begin_tool(ref, name, arguments, contract)
         if decision is not None and decision.decision == ApprovalDecision.REJECTED:
-            message = decision.message or "an operator rejected this call"
-            result = ToolResult.failure(ErrorCode.REJECTED_BY_OPERATOR, message, retryable=False)
+            result = rejected_call_result(decision.message)
         else:
             result = tool_call(
                 contract=contract,
