@@ -72,8 +72,11 @@ class SpanInline(admin.TabularInline[TaskSpan, Task]):
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin[Task]):
-    list_display = ["id", "state", "agent", "owner", "goal_preview", "input_tokens", "output_tokens", "created_at"]
-    list_filter = ["state", "agent"]
+    list_display = [
+        "id", "state", "handoff_reason", "agent", "owner", "goal_preview", "input_tokens", "output_tokens",
+        "created_at",
+    ]  # fmt: skip
+    list_filter = ["state", "handoff_reason", "agent"]
     search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
     show_full_result_count = False
     list_select_related = ["owner"]

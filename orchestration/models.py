@@ -45,6 +45,22 @@ class Transition(models.TextChoices):
     CANCEL = "cancel"
 
 
+class HandoffReason(models.TextChoices):
+    """Why a task is in the manual queue, as a value operators filter on (the state reason says it in words)."""
+
+    RETRIES_EXHAUSTED = "retries_exhausted", "retries used up"
+    DICTIONARY_HANDOFF = "dictionary_handoff", "the error dictionary says a human"
+    APPROVAL_NEEDED = "approval_needed", "approval needed"
+    AGENT_ASKED = "agent_asked", "the agent asked for a human"
+    TURN_LIMIT = "turn_limit", "turn limit reached"
+    REPLAN_CAP = "replan_cap", "re-plan cap used up"
+    MODEL_UNAVAILABLE = "model_unavailable", "model unavailable"
+    MODEL_REFUSED = "model_refused", "model refused the request or its answer was unusable"
+    BUDGET_EXCEEDED = "budget_exceeded", "budget exceeded"
+    UNKNOWN_AGENT = "unknown_agent", "unknown agent"
+    DATABASE_FAILURES = "database_failures", "repeated database failures"
+
+
 class Task(ConcurrentTransitionMixin, models.Model):
     """One submitted agent task. `state` moves only through the transitions below, called by services."""
 
@@ -72,6 +88,12 @@ class Task(ConcurrentTransitionMixin, models.Model):
     state_reason = models.TextField(blank=True, help_text="Why the task is in its current state")
     result = models.JSONField(null=True, blank=True)
 
+    # The latest handoff to a human: why, as a value; the tool and error code involved; since when.
+    handoff_reason = models.CharField(max_length=30, choices=HandoffReason.choices, blank=True)
+    handoff_tool = models.CharField(max_length=200, blank=True)
+    handoff_error_code = models.CharField(max_length=64, blank=True)
+    handed_off_at = models.DateTimeField(null=True, blank=True)
+
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
@@ -95,7 +117,13 @@ class Task(ConcurrentTransitionMixin, models.Model):
         constraints = [
             models.UniqueConstraint(fields=["owner", "idempotency_key"], name="task_owner_idempotency_key"),
         ]
-        indexes = [models.Index(fields=["state", "next_run_at"], name="task_due_idx")]
+        indexes = [
+            models.Index(fields=["state", "next_run_at"], name="task_due_idx"),
+            # The manual queue, oldest first, and its filters.
+            models.Index(
+                fields=["handed_off_at"], condition=models.Q(state=S.MANUAL_REVIEW), name="task_manual_queue_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.id} ({self.state})"

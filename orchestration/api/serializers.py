@@ -10,7 +10,16 @@ from rest_framework import serializers
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
 from lib.strict_json import contains_nul
-from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskState, TaskTransition
+from orchestration.models import (
+    Approval,
+    ApprovalDecision,
+    HandoffReason,
+    RecoveryDecision,
+    Step,
+    Task,
+    TaskState,
+    TaskTransition,
+)
 
 
 class StrictCharField(serializers.CharField):
@@ -132,8 +141,18 @@ class ApprovalDecisionSerializer(serializers.Serializer[Any]):
     message = StrictCharField(max_length=2000, required=False, default="", allow_blank=True)
 
 
+class HandoffSerializer(serializers.Serializer[Any]):
+    reason = serializers.ChoiceField(
+        choices=HandoffReason.choices, allow_blank=True, help_text="Why a human must take over (empty: not recorded)"
+    )
+    tool = serializers.CharField(help_text="The tool involved, or empty")
+    error_code = serializers.CharField(help_text="The error code involved, or empty")
+    since = serializers.DateTimeField(allow_null=True, help_text="When the task was handed off")
+
+
 class TaskSummarySerializer(serializers.ModelSerializer[Task]):
     usage = serializers.SerializerMethodField()
+    handoff = serializers.SerializerMethodField()
 
     class Meta:
         model = Task
@@ -141,6 +160,7 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
             "id",
             "state",
             "state_reason",
+            "handoff",
             "goal",
             "agent",
             "session_id",
@@ -152,6 +172,19 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
             "updated_at",
             "finished_at",
         ]
+
+    @extend_schema_field(HandoffSerializer(allow_null=True))
+    def get_handoff(self, task: Task) -> dict[str, Any] | None:
+        """Why the task waits for a human (in MANUAL_REVIEW only; the state reason says it in words)."""
+        if task.state != TaskState.MANUAL_REVIEW:
+            return None
+        handoff = {
+            "reason": task.handoff_reason,
+            "tool": task.handoff_tool,
+            "error_code": task.handoff_error_code,
+            "since": task.handed_off_at,
+        }
+        return dict(HandoffSerializer(handoff).data)
 
     def get_usage(self, task: Task) -> dict[str, Any]:
         return dict(

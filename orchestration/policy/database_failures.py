@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestration.models import RecoveryEvent, Transition
-from orchestration.policy.decision import Decision, Limits, Move, Ruling, backoff, jitter_draw
+from orchestration.models import HandoffReason, RecoveryEvent, Transition
+from orchestration.policy.decision import Decision, Handoff, Limits, Move, Ruling, backoff, jitter_draw
 from tools.errors import RecoveryAction
 
 
@@ -29,6 +29,7 @@ def database_failure_decide(failure: DatabaseFailure, limits: Limits) -> Decisio
         return Decision(
             moves=(Move(Transition.HAND_OFF, f"{what} ({in_a_row} times in a row)"),),
             rulings=(Ruling(RecoveryEvent.DATABASE_ERROR, RecoveryAction.HANDOFF, what, rule),),
+            handoff=Handoff(HandoffReason.DATABASE_FAILURES),
         )
     due = failure.now + backoff(attempt=in_a_row, policy=policy, jitter=limits.jitter, draw=failure.draw)
     resumes = f"{rule}; resumes from its journal after a short backoff"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestration.models import RecoveryEvent, Transition
+from orchestration.models import HandoffReason, RecoveryEvent, Transition
 from tools.errors import RecoveryAction
 from tools.policy import RetryPolicy
 
@@ -35,6 +35,16 @@ class Ruling:
 
 
 @dataclass(frozen=True)
+class Handoff:
+    """Why a human takes over, as the manual queue shows and filters it."""
+
+    reason: HandoffReason
+    tool: str = ""
+    """The tool involved, if one is."""
+    error_code: str = ""
+
+
+@dataclass(frozen=True)
 class ApprovalHold:
     """The call waits for a human's approval: the arguments as the model made them, and why."""
 
@@ -58,6 +68,8 @@ class Decision:
     result: dict[str, Any] | None = None
     """The task's final result."""
     approval: ApprovalHold | None = None
+    handoff: Handoff | None = None
+    """Set exactly when a move hands the task off."""
     run_goes_on: bool = False
     """The worker's run continues: the model sees the tool's result, or the next turn is requested."""
 

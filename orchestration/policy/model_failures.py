@@ -8,9 +8,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent_runtime.failures import ModelFailure
-from orchestration.models import RecoveryEvent, TaskState, Transition
-from orchestration.policy.decision import Decision, Limits, Move, Ruling, backoff, jitter_draw, retry_policy_text
-from tools.errors import RecoveryAction
+from orchestration.models import HandoffReason, RecoveryEvent, TaskState, Transition
+from orchestration.policy.decision import (
+    Decision,
+    Handoff,
+    Limits,
+    Move,
+    Ruling,
+    backoff,
+    jitter_draw,
+    retry_policy_text,
+)
+from tools.errors import ErrorCode, RecoveryAction
 
 FATAL_MODEL_ERROR_RULE = "a model error no retry can mend (credentials, a refused request, an unusable answer): a human"
 
@@ -31,14 +40,15 @@ def model_failure_decide(turn: TurnFailure, limits: Limits) -> Decision:
     what = f"model turn failed (attempt {attempts}): {failure.reason}"
     envelope: dict[str, Any] = {"retryable": failure.retryable, "reason": failure.reason}
     if not failure.retryable:
-        return _hand_off(turn, what, FATAL_MODEL_ERROR_RULE, f"fatal model error: {failure.reason}", envelope)
+        reason = f"fatal model error: {failure.reason}"
+        return _hand_off(turn, what, FATAL_MODEL_ERROR_RULE, reason, envelope, HandoffReason.MODEL_REFUSED)
     policy = limits.model_retry
     rule = (
         f"model retry policy: {retry_policy_text(policy, limits.jitter)}, never sooner than the endpoint's Retry-After"
     )
     if attempts > policy.max_retries or turn.task_state not in (TaskState.RECEIVED, TaskState.PLANNED):
         reason = f"model request failed {attempts} times; last: {failure.reason}"
-        return _hand_off(turn, what, f"{rule}; retries used up", reason, envelope)
+        return _hand_off(turn, what, f"{rule}; retries used up", reason, envelope, HandoffReason.MODEL_UNAVAILABLE)
     delay = backoff(attempt=attempts, policy=policy, jitter=limits.jitter, draw=turn.draw)
     if failure.retry_after_seconds is not None:  # the endpoint said when; never sooner
         delay = max(delay, timedelta(seconds=failure.retry_after_seconds))
@@ -54,8 +64,12 @@ def model_failure_decide(turn: TurnFailure, limits: Limits) -> Decision:
     )
 
 
-def _hand_off(turn: TurnFailure, what: str, rule: str, reason: str, envelope: dict[str, Any]) -> Decision:
+def _hand_off(
+    turn: TurnFailure, what: str, rule: str, reason: str, envelope: dict[str, Any], why: HandoffReason
+) -> Decision:
+    code = ErrorCode.STEP_LOST if turn.event == RecoveryEvent.STEP_LOST else ""
     return Decision(
         moves=(Move(Transition.HAND_OFF, reason),),
         rulings=(Ruling(turn.event, RecoveryAction.HANDOFF, what, rule, envelope),),
+        handoff=Handoff(why, error_code=code),
     )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration.models import RecoveryEvent, TaskState, Transition
-from orchestration.policy.decision import Decision, Limits, Move, Ruling
+from orchestration.models import HandoffReason, RecoveryEvent, TaskState, Transition
+from orchestration.policy.decision import Decision, Handoff, Limits, Move, Ruling
 from orchestration.policy.tool_results import replan_decide
-from tools.errors import RecoveryAction
+from tools.errors import ErrorCode, RecoveryAction
 
 UNKNOWN_TOOL_RULE = "a call to an unknown tool goes back to the model as an error"
 
@@ -38,12 +38,18 @@ def turn_decide(turn: TurnOutcome, limits: Limits) -> Decision:
             continue
         what = f"the model called {name!r}, which this agent does not have"
         ruling = Ruling(RecoveryEvent.MODEL_MISTAKE, RecoveryAction.REPLAN, what, UNKNOWN_TOOL_RULE)
-        counted = replan_decide(replans=replans, limits=limits, ruling=ruling, leave_tool_running=False)
+        counted = replan_decide(
+            replans=replans,
+            limits=limits,
+            ruling=ruling,
+            leave_tool_running=False,
+            cap_reached=Handoff(HandoffReason.REPLAN_CAP, tool=name, error_code=ErrorCode.UNKNOWN_TOOL),
+        )
         rulings.extend(counted.rulings)
         moves.extend(counted.moves)
         replans = counted.replans or replans
         if not counted.run_goes_on:
-            return Decision(moves=tuple(moves), rulings=tuple(rulings), replans=replans)
+            return Decision(moves=tuple(moves), rulings=tuple(rulings), replans=replans, handoff=counted.handoff)
     changed = replans if replans != turn.task_replans else None
     return Decision(moves=tuple(moves), rulings=tuple(rulings), replans=changed, run_goes_on=True)
 
@@ -59,9 +65,12 @@ def turn_limit_decide(*, agent: str, max_turns: int) -> Decision:
     return Decision(
         moves=(Move(Transition.HAND_OFF, why),),
         rulings=(Ruling(RecoveryEvent.TURN_LIMIT, RecoveryAction.HANDOFF, why, rule),),
+        handoff=Handoff(HandoffReason.TURN_LIMIT),
     )
 
 
 def unknown_agent_decide(agent: str) -> Decision:
     """The task names an agent that does not exist (deleted since it was submitted): only a human can help."""
-    return Decision(moves=(Move(Transition.HAND_OFF, f"unknown agent {agent!r}"),))
+    return Decision(
+        moves=(Move(Transition.HAND_OFF, f"unknown agent {agent!r}"),), handoff=Handoff(HandoffReason.UNKNOWN_AGENT)
+    )

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from orchestration.models import RecoveryEvent, TaskState, Transition
+from orchestration.models import HandoffReason, RecoveryEvent, TaskState, Transition
 from orchestration.policy.decision import (
     ApprovalHold,
     Decision,
+    Handoff,
     Limits,
     Move,
     Ruling,
@@ -61,11 +62,13 @@ def tool_result_decide(outcome: ToolOutcome, limits: Limits) -> Decision:
         return Decision(
             moves=(Move(Transition.HAND_OFF, f"awaiting approval: {reason}"),),
             approval=ApprovalHold(arguments=outcome.arguments, reason=reason),
+            handoff=Handoff(HandoffReason.APPROVAL_NEEDED, tool=outcome.tool, error_code=ErrorCode.APPROVAL_REQUIRED),
         )
     if not result.ok:
         return tool_failure_decide(outcome, limits)
     if outcome.tool == HANDOFF_TOOL:
-        return Decision(moves=(Move(Transition.HAND_OFF, str(outcome.arguments.get("reason", "agent asked"))),))
+        reason = str(outcome.arguments.get("reason", "agent asked"))
+        return Decision(moves=(Move(Transition.HAND_OFF, reason),), handoff=Handoff(HandoffReason.AGENT_ASKED))
     return Decision(moves=(Move(Transition.FINISH_TOOL, f"{outcome.tool} answered"),), run_goes_on=True)
 
 
@@ -82,9 +85,17 @@ def tool_failure_decide(outcome: ToolOutcome, limits: Limits) -> Decision:
             limits=limits,
             ruling=Ruling(outcome.event, RecoveryAction.REPLAN, what, rule, envelope),
             leave_tool_running=True,
+            cap_reached=_handoff(HandoffReason.REPLAN_CAP, outcome),
         )
-    ending = Transition.HAND_OFF if action == RecoveryAction.HANDOFF else Transition.FAIL_TOOL_FATAL
-    return Decision(moves=(Move(ending, what),), rulings=(Ruling(outcome.event, action, what, rule, envelope),))
+    ruling = Ruling(outcome.event, action, what, rule, envelope)
+    if action == RecoveryAction.HANDOFF:
+        handoff = _handoff(HandoffReason.DICTIONARY_HANDOFF, outcome)
+        return Decision(moves=(Move(Transition.HAND_OFF, what),), rulings=(ruling,), handoff=handoff)
+    return Decision(moves=(Move(Transition.FAIL_TOOL_FATAL, what),), rulings=(ruling,))
+
+
+def _handoff(reason: HandoffReason, outcome: ToolOutcome) -> Handoff:
+    return Handoff(reason, tool=outcome.tool, error_code=outcome.result.error_code or "")
 
 
 def dictionary_rule(contract: Contract | None, result: ToolResult) -> tuple[RecoveryAction, str]:
@@ -101,8 +112,10 @@ def describe_failure(tool: str, result: ToolResult) -> str:
     return f"{tool} failed with {result.error_code}: {result.error_message}"
 
 
-def replan_decide(*, replans: int, limits: Limits, ruling: Ruling, leave_tool_running: bool) -> Decision:
-    """Count one re-plan: the model sees the error, or past the cap a human takes over.
+def replan_decide(
+    *, replans: int, limits: Limits, ruling: Ruling, leave_tool_running: bool, cap_reached: Handoff
+) -> Decision:
+    """Count one re-plan: the model sees the error, or past the cap a human takes over (`cap_reached` says why).
 
     `ruling` says what went back to the model and by which rule; `leave_tool_running` moves a TOOL_RUNNING task
     back to PLANNED first, so the log shows the call ended.
@@ -128,6 +141,7 @@ def replan_decide(*, replans: int, limits: Limits, ruling: Ruling, leave_tool_ru
         ),
         rulings=(handed,),
         replans=count,
+        handoff=cap_reached,
     )
 
 
@@ -152,6 +166,7 @@ def _retry_or_hand_off(outcome: ToolOutcome, limits: Limits, *, rule: str, what:
                     envelope,
                 ),
             ),
+            handoff=_handoff(HandoffReason.RETRIES_EXHAUSTED, outcome),
         )
     retry = f"retry {retries_used + 1} of {policy.max_retries}"
     due = outcome.now + backoff(attempt=outcome.attempt, policy=policy, jitter=limits.jitter, draw=outcome.draw)

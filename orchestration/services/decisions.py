@@ -7,8 +7,9 @@ transaction on the task row the caller has locked. Messages go out only after th
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils import timezone
 
-from orchestration.models import Approval, RecoveryDecision, Step, Task
+from orchestration.models import Approval, RecoveryDecision, Step, Task, Transition
 from orchestration.policy.decision import Decision, Limits
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import task_enqueue
@@ -35,6 +36,14 @@ def policy_limits() -> Limits:
 
 def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | None = None) -> None:
     """Carry out `decision` on the locked `task` (about `step`, if it concerns one) in the caller's transaction."""
+    hands_off = any(move.transition == Transition.HAND_OFF for move in decision.moves)
+    if hands_off != (decision.handoff is not None):
+        raise ValueError("a decision that hands a task off says why (and only such a decision)")
+    if decision.handoff is not None:
+        task.handoff_reason = decision.handoff.reason
+        task.handoff_tool = decision.handoff.tool
+        task.handoff_error_code = decision.handoff.error_code
+        task.handed_off_at = timezone.now()
     if decision.replans is not None:
         task.replans = decision.replans
     if decision.result is not None:

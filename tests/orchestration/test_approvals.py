@@ -55,14 +55,21 @@ def test_a_held_call_waits_in_manual_review_with_the_pending_call_shown(held_tas
     assert held_task.state == TaskState.MANUAL_REVIEW
     assert "awaiting approval" in held_task.state_reason and "90000 is above 50000" in held_task.state_reason
     assert not Refund.objects.exists()
-    pending = _client(operator).get(f"/api/v1/tasks/{held_task.pk}/").json()["pending_approval"]
+    body = _client(operator).get(f"/api/v1/tasks/{held_task.pk}/").json()
+    pending = body["pending_approval"]
     assert pending["tool"] == "refund_order" and pending["arguments"]["amount_cents"] == 90000
+    assert {k: body["handoff"][k] for k in ("reason", "tool", "error_code")} == {
+        "reason": "approval_needed",
+        "tool": "refund_order",
+        "error_code": "APPROVAL_REQUIRED",
+    }
 
 
 def test_approval_resumes_and_runs_the_call_once(held_task: Task, operator: User) -> None:
     response = _decide(operator, held_task, "approve")
     assert response.status_code == 200, response.content
     assert response.json()["state"] == "PLANNED" and response.json()["pending_approval"] is None
+    assert response.json()["handoff"] is None, "a resumed task no longer waits for a human"
     task = _run(held_task)
     assert task.state == TaskState.COMPLETED
     assert Refund.objects.count() == 1

@@ -72,6 +72,13 @@ def test_retries_used_up_leave_the_reason_and_the_last_envelope_in_the_api(
         "retryable": True,
     }
     assert "ORDER_LOCKED" in body["state_reason"] and "retries used up" in body["state_reason"]
+    handoff = body["handoff"]
+    assert (handoff["reason"], handoff["tool"], handoff["error_code"]) == (
+        "retries_exhausted",
+        "refund_order",
+        "ORDER_LOCKED",
+    )
+    assert handoff["since"] is not None
 
 
 def test_dictionary_actions_are_recorded_with_their_rule(demo_orders: None, settings: Any) -> None:

@@ -58,4 +58,9 @@ def seconds_until_due(decision: Decision) -> float | None:
 
 
 def summary(decision: Decision) -> dict[str, Any]:
-    return {"moves": moves(decision), "actions": actions(decision), "due_in": seconds_until_due(decision)}
+    return {
+        "moves": moves(decision),
+        "actions": actions(decision),
+        "due_in": seconds_until_due(decision),
+        "handoff": str(decision.handoff.reason) if decision.handoff else None,
+    }

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from orchestration.models import RecoveryEvent, TaskState
+from orchestration.models import HandoffReason, RecoveryEvent, TaskState
+from orchestration.policy.decision import Handoff
 from orchestration.policy.model_turns import TurnOutcome, answer_decide, turn_decide, unknown_agent_decide
 from tests.orchestration.policy.facts import LIMITS, actions, moves
+from tools.errors import ErrorCode
 
 TOOLS = frozenset({"lookup_order", "handoff_to_human"})
 
@@ -44,3 +46,8 @@ def test_an_unknown_agent_goes_to_a_human() -> None:
     assert [(m.transition, m.reason) for m in unknown_agent_decide("ghost").moves] == [
         ("hand_off", "unknown agent 'ghost'")
     ]
+
+
+def test_the_replan_cap_names_the_tool_the_model_kept_calling() -> None:
+    decision = turn_decide(_turn(TaskState.PLANNED, ("mint",), replans=3), LIMITS)
+    assert decision.handoff == Handoff(HandoffReason.REPLAN_CAP, "mint", ErrorCode.UNKNOWN_TOOL)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from orchestration.models import RecoveryEvent, TaskState
-from orchestration.policy.decision import ApprovalHold
+from orchestration.models import HandoffReason, RecoveryEvent, TaskState
+from orchestration.policy.decision import ApprovalHold, Handoff
 from orchestration.policy.tool_results import ToolOutcome, tool_call_begin_decide, tool_result_decide
 from tests.orchestration.policy.facts import LIMITS, NOW, contract, failed, moves
 from tools.adapters.handoff import HANDOFF_TOOL
@@ -101,3 +101,11 @@ def test_a_lost_step_describes_itself() -> None:
 )
 def test_a_call_that_begins_enters_tool_running(state: TaskState, expected: list[str]) -> None:
     assert moves(tool_call_begin_decide(task_state=state, tool="lookup_order")) == expected
+
+
+def test_a_handoff_names_its_reason_tool_and_error_code() -> None:
+    exhausted = tool_result_decide(_outcome(failed(ErrorCode.TIMEOUT, retryable=True), attempt=4), LIMITS)
+    assert exhausted.handoff == Handoff(HandoffReason.RETRIES_EXHAUSTED, "lookup_order", ErrorCode.TIMEOUT)
+    held = tool_result_decide(_outcome(failed(ErrorCode.APPROVAL_REQUIRED)), LIMITS)
+    assert held.handoff == Handoff(HandoffReason.APPROVAL_NEEDED, "lookup_order", ErrorCode.APPROVAL_REQUIRED)
+    assert tool_result_decide(_outcome(ToolResult.success({})), LIMITS).handoff is None

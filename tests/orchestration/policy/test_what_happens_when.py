@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from agent_runtime.failures import ModelFailure
-from orchestration.models import RecoveryEvent, StepKind, TaskState
+from orchestration.models import HandoffReason, RecoveryEvent, StepKind, TaskState
 from orchestration.policy.database_failures import DatabaseFailure, database_failure_decide
 from orchestration.policy.decision import Decision
 from orchestration.policy.lost_steps import Checkpoint, LostStep, LostStepTask, lost_step_decide
@@ -87,8 +87,10 @@ class Case:
     """moves (transitions in order), actions (recorded rulings) and due_in (seconds from now, or None)."""
 
 
-def expect(*moves: str, actions: tuple[str, ...] = (), due_in: float | None = None) -> dict[str, Any]:
-    return {"moves": list(moves), "actions": list(actions), "due_in": due_in}
+def expect(
+    *moves: str, actions: tuple[str, ...] = (), due_in: float | None = None, handoff: HandoffReason | None = None
+) -> dict[str, Any]:
+    return {"moves": list(moves), "actions": list(actions), "due_in": due_in, "handoff": handoff}
 
 
 LOCKED = failed("ORDER_LOCKED", retryable=True)
@@ -96,8 +98,14 @@ MODEL_503 = ModelFailure(True, "HTTP 503")
 RETRY = ("retry",)
 HANDOFF = ("handoff",)
 FATAL = expect("fail_tool_fatal", actions=("fatal",))
-HANDED_OFF = expect("hand_off", actions=HANDOFF)
-HANDED_OFF_AFTER_RETRIES = expect("fail_tool_retryable", "hand_off", actions=HANDOFF)
+H = HandoffReason
+
+
+def handed_off(reason: HandoffReason) -> dict[str, Any]:
+    return expect("hand_off", actions=HANDOFF, handoff=reason)
+
+
+HANDED_OFF_AFTER_RETRIES = expect("fail_tool_retryable", "hand_off", actions=HANDOFF, handoff=H.RETRIES_EXHAUSTED)
 WHAT_HAPPENS_WHEN: dict[str, dict[str, Case]] = {
     "a tool returns a retryable code (or times out, or its circuit is open)": {
         "first failure: retry after 1 s": Case(
@@ -122,9 +130,10 @@ WHAT_HAPPENS_WHEN: dict[str, dict[str, Case]] = {
     "a tool returns a non-retryable code": {
         "replan": Case(lambda: _tool(failed("ORDER_NOT_FOUND")), expect("finish_tool", actions=("replan",))),
         "replan past the cap": Case(
-            lambda: _tool(failed("ORDER_NOT_FOUND"), replans=3), expect("finish_tool", "hand_off", actions=HANDOFF)
+            lambda: _tool(failed("ORDER_NOT_FOUND"), replans=3),
+            expect("finish_tool", "hand_off", actions=HANDOFF, handoff=H.REPLAN_CAP),
         ),
-        "handoff": Case(lambda: _tool(failed("ORDER_ALREADY_SHIPPED")), HANDED_OFF),
+        "handoff": Case(lambda: _tool(failed("ORDER_ALREADY_SHIPPED")), handed_off(H.DICTIONARY_HANDOFF)),
         "fatal": Case(lambda: _tool(failed("PAYMENT_GONE")), FATAL),
     },
     "a tool returns a code its dictionary lacks, or breaks its result schema": {
@@ -142,35 +151,43 @@ WHAT_HAPPENS_WHEN: dict[str, dict[str, Case]] = {
         "a model turn: retried under the model retry policy": Case(
             lambda: _lost(StepKind.MODEL_TURN, 1), expect(actions=RETRY, due_in=1)
         ),
-        "a model turn that keeps killing its worker": Case(lambda: _lost(StepKind.MODEL_TURN, 4), HANDED_OFF),
+        "a model turn that keeps killing its worker": Case(
+            lambda: _lost(StepKind.MODEL_TURN, 4), handed_off(H.MODEL_UNAVAILABLE)
+        ),
     },
     "PostgreSQL drops a worker's connection": {
         "first: resume after 1 s": Case(lambda: _database(1), expect(actions=("resume",), due_in=1)),
         "fourth: after 8 s": Case(lambda: _database(4), expect(actions=("resume",), due_in=8)),
-        "fifth in a row: a human": Case(lambda: _database(5), HANDED_OFF),
+        "fifth in a row: a human": Case(lambda: _database(5), handed_off(H.DATABASE_FAILURES)),
     },
     "the model endpoint fails (429, 5xx, timeout, hang)": {
         "503: retry after 1 s": Case(lambda: _model(MODEL_503), expect(actions=RETRY, due_in=1)),
         "429 with Retry-After 20: not before": Case(
             lambda: _model(ModelFailure(True, "HTTP 429", retry_after_seconds=20)), expect(actions=RETRY, due_in=20)
         ),
-        "past MODEL_RETRY_MAX: a human": Case(lambda: _model(MODEL_503, attempts=4), HANDED_OFF),
-        "while a tool call is open: a human": Case(lambda: _model(MODEL_503, state=TaskState.TOOL_RUNNING), HANDED_OFF),
+        "past MODEL_RETRY_MAX: a human": Case(lambda: _model(MODEL_503, attempts=4), handed_off(H.MODEL_UNAVAILABLE)),
+        "while a tool call is open: a human": Case(
+            lambda: _model(MODEL_503, state=TaskState.TOOL_RUNNING), handed_off(H.MODEL_UNAVAILABLE)
+        ),
     },
     "the endpoint refuses our key (401/403) or the request": {
-        "401": Case(lambda: _model(ModelFailure(False, "refused our credentials")), HANDED_OFF),
+        "401": Case(lambda: _model(ModelFailure(False, "refused our credentials")), handed_off(H.MODEL_REFUSED)),
     },
     "the model calls a tool it lacks, or sends bad arguments": {
         "unknown tool": Case(lambda: _turn(("wire_money",), 0), expect(actions=("replan",))),
         "unknown tools past the cap": Case(
-            lambda: _turn(("wire_money", "wire_money"), 2), expect("hand_off", actions=("replan", "handoff"))
+            lambda: _turn(("wire_money", "wire_money"), 2),
+            expect("hand_off", actions=("replan", "handoff"), handoff=H.REPLAN_CAP),
         ),
         "bad arguments": Case(
             lambda: _tool(failed(ErrorCode.INVALID_ARGUMENTS)), expect("finish_tool", actions=("replan",))
         ),
     },
     "a call needs approval": {
-        "held": Case(lambda: _tool(failed(ErrorCode.APPROVAL_REQUIRED, message="above 500 USD")), expect("hand_off")),
+        "held": Case(
+            lambda: _tool(failed(ErrorCode.APPROVAL_REQUIRED, message="above 500 USD")),
+            expect("hand_off", handoff=H.APPROVAL_NEEDED),
+        ),
     },
     "a task is cancelled while a step runs": {
         "the step's outcome is kept": Case(
@@ -181,9 +198,9 @@ WHAT_HAPPENS_WHEN: dict[str, dict[str, Case]] = {
     "the agent hands off or runs out of turns": {
         "handoff tool": Case(
             lambda: _tool(ToolResult.success({"queued": True}), tool=HANDOFF_TOOL, arguments={"reason": "VIP"}),
-            expect("hand_off"),
+            expect("hand_off", handoff=H.AGENT_ASKED),
         ),
-        "turn limit": Case(lambda: turn_limit_decide(agent="default", max_turns=12), HANDED_OFF),
+        "turn limit": Case(lambda: turn_limit_decide(agent="default", max_turns=12), handed_off(H.TURN_LIMIT)),
     },
 }
 COVERED_ELSEWHERE = {
