@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install run test soak lint format admin-password clean
+.PHONY: install browser run test soak lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -15,10 +15,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Debian's Chromium for tests/browser: Playwright drives it by path, so nothing runs `playwright install`.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	@[ "$$(id -u)" = 0 ] || { echo "$(CHROMIUM) is missing; installing Debian's chromium needs root: run 'sudo make browser'" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+browser: $(CHROMIUM)
+
 run: install
 	PORT=$(PORT) $(BIN)/python scripts/run_embedded.py
 
-test: install lint
+test: install lint browser
 	$(BIN)/pytest
 
 # The fault-injection suite, SCALE times larger (more tasks, more kills); prints its figures at the end.
