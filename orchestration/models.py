@@ -42,6 +42,7 @@ class Transition(models.TextChoices):
     COMPLETE = "complete"
     HAND_OFF = "hand_off"
     RESUME = "resume"
+    CLOSE = "close"
     CANCEL = "cancel"
 
 
@@ -93,6 +94,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
     handoff_tool = models.CharField(max_length=200, blank=True)
     handoff_error_code = models.CharField(max_length=64, blank=True)
     handed_off_at = models.DateTimeField(null=True, blank=True)
+    # The operator working the task in the manual queue, until when (a claim expires on its own).
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
 
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
@@ -116,6 +122,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["owner", "idempotency_key"], name="task_owner_idempotency_key"),
+        ]
+        permissions = [
+            ("work_queue", "Can claim and act on tasks in the manual queue"),
+            ("assign_task", "Can assign tasks in the manual queue to a colleague"),
+            ("override_claim", "Can act on tasks another operator holds"),
         ]
         indexes = [
             models.Index(fields=["state", "next_run_at"], name="task_due_idx"),
@@ -159,7 +170,11 @@ class Task(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=state, source=S.MANUAL_REVIEW, target=S.PLANNED)
     def resume(self) -> None:
-        """A human decided (an approval, a rejection): the agent goes on."""
+        """A human decided (an approval, a rejection, a retry, a result): the agent goes on."""
+
+    @transition(field=state, source=S.MANUAL_REVIEW, target=S.COMPLETED)
+    def close(self) -> None:
+        """An operator finished the task with a final result of their own."""
 
     @transition(field=state, source=[*OPEN_STATES], target=S.CANCELLED)
     def cancel(self) -> None:
@@ -232,6 +247,14 @@ class Step(ConcurrentTransitionMixin, models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    retries_forgiven = models.PositiveIntegerField(
+        default=0, help_text="Attempts an operator's retry took off this step's retry budget"
+    )
+    decided_by = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The operator who entered this step's result instead of the tool (user:<name>)",
+    )
 
     class Meta:
         ordering = ["task", "seq"]
@@ -256,6 +279,10 @@ class Step(ConcurrentTransitionMixin, models.Model):
     @transition(field=state, source=StepState.RUNNING, target=StepState.FAILED)
     def fail(self) -> None:
         """The step ended in an error; a retry runs it again under the same key."""
+
+    @transition(field=state, source=StepState.FAILED, target=StepState.SUCCEEDED)
+    def resolve(self) -> None:
+        """An operator entered the result of a failed step; the tool does not run again."""
 
     @transition(field=state, source=[StepState.RUNNING, StepState.FAILED], target=StepState.RUNNING)
     def restart(self) -> None:
@@ -299,6 +326,7 @@ class RecoveryEvent(models.TextChoices):
     TURN_LIMIT = "turn_limit", "the agent reached its turn limit"
     DATABASE_ERROR = "database_error", "the run's database connection or transaction failed"
     CANCELLED = "cancelled", "the task was cancelled while a step ran"
+    OPERATOR = "operator", "an operator decided"
 
 
 class RecoveryDecision(models.Model):
@@ -323,6 +351,37 @@ class RecoveryDecision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} -> {self.action}"
+
+
+class OperatorActionKind(models.TextChoices):
+    CLAIM = "claim"
+    RELEASE = "release"
+    ASSIGN = "assign"
+    NOTE = "note"
+    RETRY = "retry", "retry now"
+    RESOLVE = "resolve", "resolve the failed step with a result"
+    CLOSE = "close", "close with a final result"
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+
+
+class OperatorAction(models.Model):
+    """The operators' audit log: who did what to a task in the manual queue, when, and why. Never edited."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="operator_actions")
+    kind = models.CharField(max_length=20, choices=OperatorActionKind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    note = models.TextField(help_text="Why, in the operator's words")
+    detail = models.JSONField(null=True, blank=True, help_text="What exactly: the result entered, the assignee")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["task", "id"], name="operator_action_task_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.actor_id}"
 
 
 class TaskSpan(models.Model):

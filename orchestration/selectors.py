@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 
-from orchestration.models import Approval, RecoveryDecision, RecoveryEvent, Step, StepState, Task
+from orchestration.models import Approval, OperatorAction, RecoveryDecision, RecoveryEvent, Step, StepState, Task
 
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
@@ -14,14 +14,26 @@ def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
     return tasks if getattr(user, "is_staff", False) else tasks.filter(owner=user)
 
 
+def tasks_workable_by(user: AbstractBaseUser) -> QuerySet[Task]:
+    """What an operator may act on: every task with the queue permission, else the user's own."""
+    if user.has_perm("orchestration.work_queue"):  # type: ignore[attr-defined]
+        return Task.objects.all()
+    return tasks_visible_to(user)
+
+
 def task_detail_queryset(user: AbstractBaseUser) -> QuerySet[Task]:
     steps = Step.objects.select_related("contract_version").order_by("seq")
     decisions = RecoveryDecision.objects.select_related("step").order_by("id")
-    return tasks_visible_to(user).prefetch_related(
-        Prefetch("steps", queryset=steps),
-        "transitions",
-        Prefetch("approvals", queryset=_approvals()),
-        Prefetch("recovery_decisions", queryset=decisions),
+    return (
+        tasks_workable_by(user)
+        .select_related("claimed_by")
+        .prefetch_related(
+            Prefetch("steps", queryset=steps),
+            "transitions",
+            Prefetch("approvals", queryset=_approvals()),
+            Prefetch("recovery_decisions", queryset=decisions),
+            Prefetch("operator_actions", queryset=OperatorAction.objects.select_related("actor").order_by("id")),
+        )
     )
 
 
@@ -38,7 +50,11 @@ def last_completed_step(task_id: object, *, before: Step | None = None) -> Step 
 
 
 def database_failures_in_a_row(task: Task) -> int:
-    """Database failures recorded on the task since its last completed step (or its creation)."""
+    """Database failures recorded on the task since its last completed step, or an operator's decision (a retry
+    starts the count afresh), or its creation."""
+    decisions = RecoveryDecision.objects.filter(task=task)
     checkpoint = last_completed_step(task.pk)
-    since = checkpoint.finished_at if checkpoint and checkpoint.finished_at else task.created_at
-    return RecoveryDecision.objects.filter(task=task, event=RecoveryEvent.DATABASE_ERROR, created_at__gt=since).count()
+    operator = decisions.filter(event=RecoveryEvent.OPERATOR).order_by("-id").values_list("created_at", flat=True)
+    moments = [task.created_at, checkpoint.finished_at if checkpoint else None, operator.first()]
+    since = max(moment for moment in moments if moment is not None)
+    return decisions.filter(event=RecoveryEvent.DATABASE_ERROR, created_at__gt=since).count()

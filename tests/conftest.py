@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import redis
 from django.conf import settings
@@ -64,3 +66,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("fault-injection suite")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def queue_groups(db: None) -> None:
+    """The operators and platform engineers groups, as their migration creates them (a transactional test's
+    flush empties every table, groups included)."""
+    from django.apps import apps
+
+    migration = importlib.import_module("orchestration.migrations.0007_operator_groups")
+    migration.create_groups(apps, None)

@@ -15,6 +15,8 @@ from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from orchestration.services.queue import QueueActionRefused
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,7 +35,13 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
+_REFUSAL_STATUS = {"not_permitted": 403, "invalid": 400}
+
+
 def structured_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, QueueActionRefused):
+        fields = exc.field_errors or None
+        return Response(error_body(exc.code, str(exc), fields), status=_REFUSAL_STATUS.get(exc.code, 409))
     if isinstance(exc, TransitionNotAllowed | ConcurrentTransition):
         return Response(error_body("invalid_state", str(exc) or "the task cannot make this move now"), status=409)
     if isinstance(exc, DjangoPermissionDenied):

@@ -14,6 +14,7 @@ from orchestration.models import (
     Approval,
     ApprovalDecision,
     HandoffReason,
+    OperatorAction,
     RecoveryDecision,
     Step,
     Task,
@@ -128,6 +129,14 @@ class RecoveryDecisionSerializer(serializers.ModelSerializer[RecoveryDecision]):
         ]
 
 
+class OperatorActionSerializer(serializers.ModelSerializer[OperatorAction]):
+    actor = serializers.CharField(source="actor.username", read_only=True)
+
+    class Meta:
+        model = OperatorAction
+        fields = ["created_at", "kind", "actor", "note", "detail"]
+
+
 class PendingApprovalSerializer(serializers.ModelSerializer[Approval]):
     step_seq = serializers.IntegerField(source="step.seq", read_only=True)
 
@@ -204,6 +213,12 @@ class TaskSerializer(TaskSummarySerializer):
         help_text="Every decision of the recovery policy: what failed, which rule decided, what follows and when",
     )
     pending_approval = serializers.SerializerMethodField()
+    claimed_by = serializers.CharField(
+        source="claimed_by.username", allow_null=True, read_only=True, help_text="The operator holding the task"
+    )
+    operator_actions = OperatorActionSerializer(
+        many=True, read_only=True, help_text="What operators did to the task: who, when, what, why"
+    )
 
     class Meta(TaskSummarySerializer.Meta):
         fields = [
@@ -212,15 +227,43 @@ class TaskSerializer(TaskSummarySerializer):
             "metadata",
             "next_run_at",
             "pending_approval",
+            "claimed_by",
+            "claim_expires_at",
             "steps",
             "transitions",
             "recovery",
+            "operator_actions",
         ]
 
     @extend_schema_field(PendingApprovalSerializer(allow_null=True))
     def get_pending_approval(self, task: Task) -> dict[str, Any] | None:
         pending = [a for a in task.approvals.all() if a.decision == ApprovalDecision.PENDING]
         return dict(PendingApprovalSerializer(pending[0]).data) if pending else None
+
+
+class QueueNoteSerializer(serializers.Serializer[Any]):
+    note = StrictCharField(max_length=5000, help_text="Why, for the audit log")
+
+
+class QueueDecisionSerializer(QueueNoteSerializer):
+    seen_handoff_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The task's handoff.since as you saw it: the action is refused (409) if it was handed off again",
+    )
+
+
+class QueueResolveSerializer(QueueDecisionSerializer):
+    result = JSONObjectField(help_text="The failed tool call's result, checked against the tool's result schema")
+
+
+class QueueCloseSerializer(QueueDecisionSerializer):
+    output = StrictCharField(max_length=20_000, help_text="The task's final result, in the operator's words")
+
+
+class QueueAssignSerializer(QueueNoteSerializer):
+    assignee = StrictCharField(max_length=150, help_text="The username of a colleague who works the queue")
 
 
 class TaskListQuerySerializer(serializers.Serializer[Any]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib.auth.models import User
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
@@ -16,16 +17,30 @@ from rest_framework.views import APIView
 from orchestration.api.errors import error_body
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
+    QueueAssignSerializer,
+    QueueCloseSerializer,
+    QueueDecisionSerializer,
+    QueueNoteSerializer,
+    QueueResolveSerializer,
     TaskCreateSerializer,
     TaskListQuerySerializer,
     TaskSerializer,
     TaskSummarySerializer,
 )
 from orchestration.models import ApprovalDecision, Task, TaskState
-from orchestration.selectors import task_detail_queryset, tasks_visible_to
+from orchestration.selectors import task_detail_queryset, tasks_visible_to, tasks_workable_by
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
+from orchestration.services.queue import (
+    task_assign,
+    task_claim,
+    task_close,
+    task_note_add,
+    task_release,
+    task_resolve,
+    task_retry_now,
+)
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -157,3 +172,102 @@ class TaskApprovalView(APIView):
         except ApprovalNotPending as exc:
             return Response(error_body("not_pending", str(exc)), status=409)
         return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+
+
+_QUEUE_RESPONSES = {200: TaskSerializer, 400: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR}
+
+
+class _QueueActionView(APIView):
+    """An operator's action on a task in the manual queue, through the same services as the admin: 403 without
+    the permission, 409 when the task moved meanwhile, is held by someone else, or the action does not fit."""
+
+    body: type[serializers.Serializer[Any]] = QueueNoteSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def post(self, request: Request, pk: str) -> Response:
+        task = generics.get_object_or_404(tasks_workable_by(request.user), pk=pk)  # type: ignore[arg-type]
+        body = self.body(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.act(task.pk, request.user, dict(body.validated_data))
+        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+
+
+@extend_schema(request=None, responses=_QUEUE_RESPONSES)
+class TaskClaimView(_QueueActionView):
+    """Hold the task (exactly one operator at a time, until OPERATOR_CLAIM_SECONDS pass or it is released)."""
+
+    body = serializers.Serializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_claim(task_id=task_id, user=user)
+
+
+@extend_schema(request=None, responses=_QUEUE_RESPONSES)
+class TaskReleaseView(_QueueActionView):
+    """Let go of a task you hold."""
+
+    body = serializers.Serializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_release(task_id=task_id, user=user)
+
+
+@extend_schema(request=QueueAssignSerializer, responses=_QUEUE_RESPONSES)
+class TaskAssignView(_QueueActionView):
+    """Hand the task to a colleague who works the queue (needs the assign permission)."""
+
+    body = QueueAssignSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        assignee = User.objects.filter(username=data["assignee"]).first()
+        if assignee is None:
+            raise ValidationError({"assignee": ["No such user."]})
+        task_assign(task_id=task_id, user=user, assignee=assignee, note=data["note"])
+
+
+@extend_schema(request=QueueNoteSerializer, responses=_QUEUE_RESPONSES)
+class TaskNoteView(_QueueActionView):
+    """Add an operator's note to the task, for whoever works it next."""
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_note_add(task_id=task_id, user=user, note=data["note"])
+
+
+@extend_schema(request=QueueDecisionSerializer, responses=_QUEUE_RESPONSES)
+class TaskRetryView(_QueueActionView):
+    """Retry now: the failed step gets a fresh retry budget and the task resumes under the same keys."""
+
+    body = QueueDecisionSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_retry_now(task_id=task_id, user=user, note=data["note"], seen_handoff_at=data["seen_handoff_at"])
+
+
+@extend_schema(request=QueueResolveSerializer, responses=_QUEUE_RESPONSES)
+class TaskResolveView(_QueueActionView):
+    """Resolve the failed tool call with a result (checked against its result schema); the agent resumes."""
+
+    body = QueueResolveSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_resolve(
+            task_id=task_id, user=user, note=data["note"], data=data["result"], seen_handoff_at=data["seen_handoff_at"]
+        )
+
+
+@extend_schema(request=QueueCloseSerializer, responses=_QUEUE_RESPONSES)
+class TaskCloseView(_QueueActionView):
+    """Close the task COMPLETED with a final result the operator wrote."""
+
+    body = QueueCloseSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        task_close(
+            task_id=task_id,
+            user=user,
+            note=data["note"],
+            output=data["output"],
+            seen_handoff_at=data["seen_handoff_at"],
+        )

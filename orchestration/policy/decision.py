@@ -53,6 +53,18 @@ class ApprovalHold:
 
 
 @dataclass(frozen=True)
+class StepChange:
+    """What an operator's decision changes on the step it is about."""
+
+    retries_forgiven: int | None = None
+    """The step's attempts so far no longer count against its retry policy."""
+    resolved_output: dict[str, Any] | None = None
+    """The failed step succeeds with this envelope, which the tool never produced."""
+    decided_by: str = ""
+    """Who entered `resolved_output`."""
+
+
+@dataclass(frozen=True)
 class Decision:
     """Everything that follows a fact about a task, applied in one transaction by `decision_apply`."""
 
@@ -70,6 +82,7 @@ class Decision:
     approval: ApprovalHold | None = None
     handoff: Handoff | None = None
     """Set exactly when a move hands the task off."""
+    step_change: StepChange | None = None
     run_goes_on: bool = False
     """The worker's run continues: the model sees the tool's result, or the next turn is requested."""
 

@@ -43,6 +43,7 @@ class LostStep:
     started_at: datetime
     deadline_at: datetime | None
     checkpoint: Checkpoint | None
+    retries_forgiven: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def lost_step_decide(step: LostStep, task: LostStepTask, limits: Limits) -> Deci
             result=LOST_STEP_RESULT,
             contract=task.contract,
             attempt=step.attempt,
+            retries_forgiven=step.retries_forgiven,
             task_replans=task.replans,
             now=task.now,
             event=RecoveryEvent.STEP_LOST,
@@ -101,6 +103,7 @@ def lost_step_decide(step: LostStep, task: LostStepTask, limits: Limits) -> Deci
     failure = TurnFailure(
         failure=ModelFailure(retryable=True, reason=what),
         attempts=step.attempt,
+        retries_forgiven=step.retries_forgiven,
         task_state=task.state,
         now=task.now,
         event=RecoveryEvent.STEP_LOST,

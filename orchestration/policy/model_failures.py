@@ -31,13 +31,15 @@ class TurnFailure:
     """Attempts of the failed turn so far (1 when no turn was recorded)."""
     task_state: TaskState
     now: datetime
+    retries_forgiven: int = 0
+    """Attempts an operator's retry took off the budget."""
     event: RecoveryEvent = RecoveryEvent.MODEL_ERROR
     draw: float = field(default_factory=jitter_draw)
 
 
 def model_failure_decide(turn: TurnFailure, limits: Limits) -> Decision:
-    failure, attempts = turn.failure, turn.attempts
-    what = f"model turn failed (attempt {attempts}): {failure.reason}"
+    failure, attempts = turn.failure, turn.attempts - turn.retries_forgiven  # the attempts the policy counts
+    what = f"model turn failed (attempt {turn.attempts}): {failure.reason}"
     envelope: dict[str, Any] = {"retryable": failure.retryable, "reason": failure.reason}
     if not failure.retryable:
         reason = f"fatal model error: {failure.reason}"
@@ -60,7 +62,7 @@ def model_failure_decide(turn: TurnFailure, limits: Limits) -> Decision:
             ),
         ),
         due_at=due,
-        waiting_reason=f"model request failed: {failure.reason}; attempt {attempts + 1} due at {due.isoformat()}",
+        waiting_reason=f"model request failed: {failure.reason}; attempt {turn.attempts + 1} due at {due.isoformat()}",
     )
 
 

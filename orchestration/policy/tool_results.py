@@ -42,6 +42,8 @@ class ToolOutcome:
     now: datetime
     arguments: dict[str, Any] = field(default_factory=dict)
     """The call's arguments as the model sent them (empty when they were not a JSON object)."""
+    retries_forgiven: int = 0
+    """Attempts an operator's retry took off the budget: they count neither as retries nor for the backoff."""
     event: RecoveryEvent = RecoveryEvent.TOOL_ERROR
     what: str | None = None
     """What happened, when the caller knows better than the result (a lost step describes itself)."""
@@ -148,7 +150,8 @@ def replan_decide(
 def _retry_or_hand_off(outcome: ToolOutcome, limits: Limits, *, rule: str, what: str) -> Decision:
     """A retryable failure: the retry after its backoff, or past the contract's retries, a human."""
     policy = outcome.contract.retry if outcome.contract else limits.default_tool_retry
-    retries_used = outcome.attempt - 1
+    counted = outcome.attempt - outcome.retries_forgiven  # the attempts the policy counts, from 1
+    retries_used = counted - 1
     rule = f"{rule}; retry policy: {retry_policy_text(policy, limits.jitter)}"
     envelope = outcome.result.to_dict()
     if retries_used >= policy.max_retries:
@@ -169,7 +172,7 @@ def _retry_or_hand_off(outcome: ToolOutcome, limits: Limits, *, rule: str, what:
             handoff=_handoff(HandoffReason.RETRIES_EXHAUSTED, outcome),
         )
     retry = f"retry {retries_used + 1} of {policy.max_retries}"
-    due = outcome.now + backoff(attempt=outcome.attempt, policy=policy, jitter=limits.jitter, draw=outcome.draw)
+    due = outcome.now + backoff(attempt=counted, policy=policy, jitter=limits.jitter, draw=outcome.draw)
     return Decision(
         moves=(Move(Transition.FAIL_TOOL_RETRYABLE, f"{what}; {retry} due at {due.isoformat()}"),),
         rulings=(Ruling(outcome.event, RecoveryAction.RETRY, what, f"{rule}; {retry}", envelope),),

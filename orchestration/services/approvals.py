@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from orchestration.models import Approval, ApprovalDecision, Task, TaskState
+from orchestration.models import Approval, ApprovalDecision, OperatorAction, OperatorActionKind, Task, TaskState
 from orchestration.policy.operator_actions import approval_decided_decide
 from orchestration.services.actors import user_actor
 from orchestration.services.decisions import decision_apply
@@ -40,6 +40,13 @@ def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, 
         approval.save()
         decision = approval_decided_decide(tool=approval.tool, approved=approve, message=message, now=now)
         decision_apply(task=task, decision=decision, actor=user_actor(user))
+        OperatorAction.objects.create(
+            task=task,
+            kind=OperatorActionKind.APPROVE if approve else OperatorActionKind.REJECT,
+            actor_id=user.pk,
+            note=message or ("approved" if approve else "rejected"),
+            detail={"approval": approval.pk, "tool": approval.tool},
+        )
     return approval
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from orchestration.models import Approval, RecoveryDecision, Step, Task, Transition
-from orchestration.policy.decision import Decision, Limits
+from orchestration.policy.decision import Decision, Limits, StepChange
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.transitions import task_transition
@@ -62,6 +62,8 @@ def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | N
             envelope=ruling.envelope,
             actor=actor,
         )
+    if decision.step_change is not None:
+        _step_change(step, decision.step_change)
     if decision.approval is not None:
         if step is None:
             raise ValueError("a call is held for approval with the step that made it")
@@ -78,3 +80,15 @@ def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | N
         task.save()
     if decision.due_at is not None:
         task_enqueue(task=task, due_at=decision.due_at)
+
+
+def _step_change(step: Step | None, change: StepChange) -> None:
+    if step is None:
+        raise ValueError("a decision that changes a step names the step")
+    if change.retries_forgiven is not None:
+        step.retries_forgiven = change.retries_forgiven
+    if change.resolved_output is not None:
+        step.resolve()
+        step.output = change.resolved_output
+        step.decided_by = change.decided_by
+    step.save()

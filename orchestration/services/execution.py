@@ -161,6 +161,7 @@ def _model_failed(lease: Lease, failure: ModelFailure) -> None:
         turn = TurnFailure(
             failure=failure,
             attempts=failed_turn.attempt if failed_turn else 1,
+            retries_forgiven=failed_turn.retries_forgiven if failed_turn else 0,
             task_state=TaskState(task.state),
             now=timezone.now(),
         )

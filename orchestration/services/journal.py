@@ -252,6 +252,7 @@ class DatabaseJournal:
                 result=result,
                 contract=contract,
                 attempt=step.attempt,
+                retries_forgiven=step.retries_forgiven,
                 task_replans=task.replans,
                 now=timezone.now(),
                 arguments=_arguments_object(arguments),

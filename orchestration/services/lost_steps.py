@@ -51,6 +51,7 @@ def _lost(step: Step, *, with_checkpoint: bool) -> LostStep:
         kind=StepKind(step.kind),
         name=step.name,
         attempt=step.attempt,
+        retries_forgiven=step.retries_forgiven,
         started_at=step.started_at,
         deadline_at=step.deadline_at,
         checkpoint=Checkpoint(seq=checkpoint.seq, ref=checkpoint.ref) if checkpoint else None,

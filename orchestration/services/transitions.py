@@ -20,6 +20,7 @@ _MOVES: dict[Transition, Callable[[Task], None]] = {
     Transition.COMPLETE: Task.complete,
     Transition.HAND_OFF: Task.hand_off,
     Transition.RESUME: Task.resume,
+    Transition.CLOSE: Task.close,
     Transition.CANCEL: Task.cancel,
 }
 
@@ -37,6 +38,8 @@ def task_transition(*, task: Task, transition: Transition, actor: str, reason: s
     if task.state in TERMINAL_STATES or task.state == TaskState.MANUAL_REVIEW:
         task.next_run_at = None
         task_lease_release(task)
+    if from_state == TaskState.MANUAL_REVIEW and task.state != TaskState.MANUAL_REVIEW:
+        task.claimed_by, task.claim_expires_at = None, None  # out of the queue: nobody holds it any more
     if task.state in TERMINAL_STATES:
         task.finished_at = timezone.now()
     task.save()
