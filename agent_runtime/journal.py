@@ -22,8 +22,15 @@ class TurnUsage:
     """In USD, from the price table."""
 
 
+SUSPENDED = "run paused, not failed: "
+"""Starts every RunSuspended message, so traces (whose spans record it as an error) can show a wait as a wait."""
+
+
 class RunSuspended(Exception):
     """The journal stopped the run on purpose (backoff, handoff, cancelled, lease lost); not a failure."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{SUSPENDED}{why}")
 
 
 class RunJournal(Protocol):

@@ -295,8 +295,10 @@ DATABASE_FAILURES_BEFORE_HANDOFF = env_int("DATABASE_FAILURES_BEFORE_HANDOFF", 5
 DATABASE_RETRY_BASE_SECONDS = env_float("DATABASE_RETRY_BASE_SECONDS", 1.0, minimum=0.0)
 DATABASE_RETRY_CAP_SECONDS = env_float("DATABASE_RETRY_CAP_SECONDS", 30.0, minimum=0.0)
 
-# The manual queue: an operator's claim on a task lapses after this long.
+# The manual queue: an operator's claim on a task lapses after this long; a task waiting longer than the SLA is
+# shown as overdue.
 OPERATOR_CLAIM_SECONDS = env_int("OPERATOR_CLAIM_SECONDS", 1800, minimum=60)
+MANUAL_REVIEW_SLA_SECONDS = env_int("MANUAL_REVIEW_SLA_SECONDS", 3600, minimum=60)
 
 # The demo refund tool's default approval rule: refunds above this many cents wait for a human.
 REFUND_APPROVAL_ABOVE_CENTS = env_int("REFUND_APPROVAL_ABOVE_CENTS", 50_000, minimum=0)

@@ -1,77 +1,36 @@
-"""A read-mostly view of tasks for operators; the console issue adds the manual queue's actions."""
+"""The operator console in the Django admin: the manual queue, every task's page, and held calls."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
-from orchestration.models import Approval, ApprovalDecision, RecoveryDecision, Step, Task, TaskSpan, TaskTransition
+from orchestration.console import console_act, console_context, console_queryset
+from orchestration.models import Approval, ApprovalDecision, QueueTask, Task, TaskState
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
-
-
-class StepInline(admin.TabularInline[Step, Task]):
-    model = Step
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
-        "seq", "kind", "name", "state", "attempt", "deadline_at", "duration_ms", "input_tokens", "output_tokens",
-        "output",
-    )  # fmt: skip
-    ordering = ["seq"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
-        return False
-
-
-class TransitionInline(admin.TabularInline[TaskTransition, Task]):
-    model = TaskTransition
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("created_at", "name", "from_state", "to_state", "actor", "reason")
-
-    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
-        return False
-
-
-class RecoveryDecisionInline(admin.TabularInline[RecoveryDecision, Task]):
-    """Every decision of the recovery policy on this task: what failed, the rule, what followed and when."""
-
-    model = RecoveryDecision
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = (
-        "created_at", "step", "event", "what", "rule", "action", "attempt", "next_attempt_at", "envelope", "actor",
-    )  # fmt: skip
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[RecoveryDecision]:
-        return super().get_queryset(request).select_related("step")
-
-    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
-        return False
-
-
-class SpanInline(admin.TabularInline[TaskSpan, Task]):
-    """The agent SDK's trace of the task: agent, model and tool spans."""
-
-    model = TaskSpan
-    extra = 0
-    can_delete = False
-    fields = readonly_fields = ("kind", "started_at", "ended_at", "data", "error")
-
-    def has_add_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
-        return False
+from orchestration.services.queue import WORK_PERMISSION, QueueActionRefused, task_claim, task_release
 
 
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin[Task]):
+    """Every task, read-only. A task's page is the console: its whole story and, in the manual queue, the forms to
+    act on it. Nothing here is edited or deleted (retention is a command of its own)."""
+
     list_display = [
         "id", "state", "handoff_reason", "agent", "owner", "goal_preview", "input_tokens", "output_tokens",
         "created_at",
@@ -80,16 +39,54 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
     show_full_result_count = False
     list_select_related = ["owner"]
-    inlines = [StepInline, TransitionInline, RecoveryDecisionInline, SpanInline]
     actions = ["cancel_tasks"]
-    readonly_fields = [field.name for field in Task._meta.fields]
 
     @admin.display(description="goal")
     def goal_preview(self, task: Task) -> str:
         return task.goal[:80]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Task]:
+        return super().get_queryset(request).defer("input", "result", "metadata")
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        act = self.admin_site.admin_view(self.act_view)
+        return [path("<path:object_id>/act/<str:action>/", act, name="orchestration_task_act"), *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        task = get_object_or_404(console_queryset(), pk=object_id)
+        return self.render_console(request, task, {})
+
+    def act_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return console_act(request, object_id, action, self.render_console)
+
+    def render_console(
+        self, request: HttpRequest, task: Task, bound: dict[str, Any], status: int = 200
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            **console_context(task, request.user, bound),
+            "opts": self.model._meta,
+            "title": f"Task {task.pk}",
+            "subtitle": task.goal[:80],
+        }
+        return TemplateResponse(request, "admin/orchestration/task/console.html", context, status=status)
 
     @admin.action(description="Cancel selected tasks")
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -103,6 +100,130 @@ class TaskAdmin(admin.ModelAdmin[Task]):
         self.message_user(request, f"Cancelled {cancelled} task(s).", messages.SUCCESS)
         if refused:
             self.message_user(request, f"{refused} task(s) were already finished.", messages.WARNING)
+
+
+class HeldFilter(admin.SimpleListFilter):
+    title = "held by"
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("me", "me"), ("nobody", "nobody"), ("others", "someone else")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        live = Q(claimed_by__isnull=False, claim_expires_at__gt=timezone.now())
+        if self.value() == "me":
+            return queryset.filter(live, claimed_by=request.user)
+        if self.value() == "nobody":
+            return queryset.exclude(live)
+        if self.value() == "others":
+            return queryset.filter(live).exclude(claimed_by=request.user)
+        return queryset
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = "waiting"
+    parameter_name = "overdue"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", f"past the SLA ({settings.MANUAL_REVIEW_SLA_SECONDS // 60} min)"), ("no", "within the SLA")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        deadline = timezone.now() - timedelta(seconds=settings.MANUAL_REVIEW_SLA_SECONDS)
+        if self.value() == "yes":
+            return queryset.filter(handed_off_at__lt=deadline)
+        if self.value() == "no":
+            return queryset.filter(handed_off_at__gte=deadline)
+        return queryset
+
+
+@admin.register(QueueTask)
+class QueueAdmin(admin.ModelAdmin[QueueTask]):
+    """The manual queue: tasks a human must finish, oldest first. A row opens the task's console."""
+
+    list_display = [
+        "task_link", "handoff_reason", "waited", "holder", "handoff_tool", "handoff_error_code", "agent",
+        "goal_preview",
+    ]  # fmt: skip
+    list_display_links = None
+    list_filter = [HeldFilter, OverdueFilter, "handoff_reason", "handoff_tool", "agent", "handoff_error_code"]
+    search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
+    show_full_result_count = False
+    ordering = ["handed_off_at"]
+    actions = ["claim_tasks", "release_tasks"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QueueTask]:
+        queued = super().get_queryset(request).filter(state=TaskState.MANUAL_REVIEW)
+        return queued.select_related("claimed_by").defer("input", "result", "metadata", "state_reason")
+
+    @admin.display(description="task", ordering="handed_off_at")
+    def task_link(self, task: QueueTask) -> str:
+        url = reverse("admin:orchestration_task_change", args=[task.pk])
+        return format_html('<a href="{}">{}</a>', url, str(task.pk)[:8])
+
+    @admin.display(description="waited", ordering="handed_off_at")
+    def waited(self, task: QueueTask) -> str:
+        if task.handed_off_at is None:
+            return "?"
+        seconds = (timezone.now() - task.handed_off_at).total_seconds()
+        text = _duration(seconds)
+        if seconds > settings.MANUAL_REVIEW_SLA_SECONDS:
+            return format_html('<strong class="overdue" style="color:#ba2121">{} (past SLA)</strong>', text)
+        return text
+
+    @admin.display(description="held by")
+    def holder(self, task: QueueTask) -> str:
+        live = task.claim_expires_at is not None and task.claim_expires_at > timezone.now()
+        return task.claimed_by.get_username() if live and task.claimed_by else "-"
+
+    @admin.display(description="goal")
+    def goal_preview(self, task: QueueTask) -> str:
+        return task.goal[:60]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: QueueTask | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: QueueTask | None = None) -> bool:
+        return False
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """A queued task's page is its console (which stays right after the task leaves the queue)."""
+        return HttpResponseRedirect(reverse("admin:orchestration_task_change", args=[object_id]))
+
+    def has_claim_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(WORK_PERMISSION))
+
+    @admin.action(description="Claim selected tasks", permissions=["claim"])
+    def claim_tasks(self, request: HttpRequest, queryset: QuerySet[QueueTask]) -> None:
+        self._each(request, queryset, lambda task: task_claim(task_id=task.pk, user=request.user), "Claimed")  # type: ignore[arg-type]
+
+    @admin.action(description="Release selected tasks", permissions=["claim"])
+    def release_tasks(self, request: HttpRequest, queryset: QuerySet[QueueTask]) -> None:
+        self._each(request, queryset, lambda task: task_release(task_id=task.pk, user=request.user), "Released")  # type: ignore[arg-type]
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[QueueTask], act: Any, done: str) -> None:
+        count, refusals = 0, []
+        for task in queryset:
+            try:
+                act(task)
+                count += 1
+            except QueueActionRefused as refused:
+                refusals.append(f"{str(task.pk)[:8]}: {refused}")
+        self.message_user(request, f"{done} {count} task(s).", messages.SUCCESS)
+        for refusal in refusals:
+            self.message_user(request, refusal, messages.WARNING)
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} days"
 
 
 class ApprovalForm(forms.ModelForm[Approval]):

@@ -181,6 +181,15 @@ class Task(ConcurrentTransitionMixin, models.Model):
         """A client or operator stopped the task."""
 
 
+class QueueTask(Task):
+    """The manual queue: tasks waiting for a human, as operators work them in the admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "task in the manual queue"
+        verbose_name_plural = "manual queue"
+
+
 class TaskTransition(models.Model):
     """The audit log: every state change of every task, who or what made it, and why."""
 

@@ -74,5 +74,5 @@ def queue_groups(db: None) -> None:
     flush empties every table, groups included)."""
     from django.apps import apps
 
-    migration = importlib.import_module("orchestration.migrations.0007_operator_groups")
+    migration = importlib.import_module("orchestration.migrations.0008_operator_groups")
     migration.create_groups(apps, None)

@@ -33,4 +33,4 @@ def test_every_changelist_and_change_page_renders(demo_orders: None) -> None:
         obj = model._default_manager.order_by("pk").first()
         if obj is not None:
             change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
-            assert client.get(change).status_code == 200, change
+            assert client.get(change, follow=True).status_code == 200, change

@@ -24,7 +24,7 @@ def test_operator_logs_in_and_opens_the_task_list(admin_login: AdminLogin, scree
 
     page.get_by_role("link", name="Tasks", exact=True).click()
     expect(page).to_have_url("/admin/orchestration/task/")
-    expect(page.locator("#content h1")).to_have_text("Select task to change")
+    expect(page.locator("#content h1")).to_have_text("Select task to view")
     row = page.locator("#result_list tbody tr", has_text=str(task.pk))
     expect(row).to_contain_text("Look up order A-1001 for the browser test")
     expect(row).to_contain_text("Received")  # no worker runs here, so the task stays as submitted

@@ -24,6 +24,7 @@ GROUPS = {
     "operators": [
         *VIEW_TASKS,
         *VIEW_CONFIGURATION,
+        ("orchestration", "view_queuetask"),
         ("orchestration", "work_queue"),
         ("orchestration", "decide_approval"),
     ],
@@ -61,7 +62,7 @@ def remove_groups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("orchestration", "0006_manual_queue_claims_and_audit"),
+        ("orchestration", "0007_manual_queue_proxy"),
         ("tools", "0001_initial"),
         ("agent_runtime", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),

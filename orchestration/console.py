@@ -1,0 +1,282 @@
+"""The operator console's task page: the whole story of one task, and the forms to act on it.
+
+A client of the services: every action posts a form, the form is checked, `orchestration/services/queue.py`
+decides and acts, and a refusal comes back as a form error or a message. Nothing here edits a model field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.db.models import Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+
+from agent_runtime.journal import SUSPENDED
+from orchestration.forms import (
+    ApprovalForm,
+    AssignForm,
+    CancelForm,
+    CloseForm,
+    NoteForm,
+    ResolveForm,
+    RetryForm,
+)
+from orchestration.models import (
+    Approval,
+    ApprovalDecision,
+    OperatorAction,
+    RecoveryDecision,
+    Step,
+    StepKind,
+    StepState,
+    Task,
+    TaskSpan,
+    TaskState,
+)
+from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
+from orchestration.services.queue import (
+    ASSIGN_PERMISSION,
+    WORK_PERMISSION,
+    QueueActionRefused,
+    task_assign,
+    task_claim,
+    task_close,
+    task_note_add,
+    task_queue_cancel,
+    task_release,
+    task_resolve,
+    task_retry_now,
+)
+from tools.selectors import active_contract
+
+JSON_SHOWN = 20_000  # characters of one JSON value shown on the page; the API has it whole
+
+
+def console_queryset() -> QuerySet[Task]:
+    """One query per relation, whatever the number of steps: the page's query count is bounded."""
+    return Task.objects.select_related("owner", "claimed_by", "agent_version__agent").prefetch_related(
+        Prefetch("steps", queryset=Step.objects.select_related("contract_version").order_by("seq")),
+        "transitions",
+        Prefetch("recovery_decisions", queryset=RecoveryDecision.objects.select_related("step").order_by("id")),
+        Prefetch("operator_actions", queryset=OperatorAction.objects.select_related("actor").order_by("id")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("step", "decided_by")),
+        Prefetch("spans", queryset=TaskSpan.objects.order_by("started_at", "id")),
+    )
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A JSON value as the page shows it: collapsed, with its size, cut past JSON_SHOWN characters."""
+
+    text: str
+    size: int
+    cut: bool
+
+    @classmethod
+    def of(cls, value: Any) -> Shown:
+        text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return cls(text=text[:JSON_SHOWN], size=len(text), cut=len(text) > JSON_SHOWN)
+
+
+def _span_row(span: TaskSpan) -> dict[str, Any]:
+    error = json.dumps(span.error, default=str) if span.error else ""
+    waiting = SUSPENDED in error  # the journal paused the run (a backoff, a handoff): a wait, not a failure
+    return {"span": span, "waiting": waiting, "error": None if waiting else Shown.of(span.error) if error else None}
+
+
+def _forms_for(task: Task, user: Any, bound: dict[str, forms.Form]) -> dict[str, forms.Form]:
+    """The action forms that fit the task now, for this user (a bound form carries its errors back)."""
+    if task.state != TaskState.MANUAL_REVIEW or not user.has_perm(WORK_PERMISSION):
+        return {}
+    seen = {"seen_handoff_at": task.handed_off_at}
+    available: dict[str, Callable[[], forms.Form]] = {
+        "retry": lambda: RetryForm(initial=seen),
+        "close": lambda: CloseForm(initial=seen),
+        "cancel": lambda: CancelForm(initial=seen),
+        "note": lambda: NoteForm(),
+    }
+    failed = _failed_tool_step(task)
+    contract = active_contract(failed.name) if failed else None
+    if contract is not None:
+        available["resolve"] = lambda: ResolveForm(initial=seen, result_schema=contract.result_schema)
+    if _pending_approval(task) is not None and user.has_perm(DECIDE_PERMISSION):
+        available["approval"] = lambda: ApprovalForm(initial=seen)
+    if user.has_perm(ASSIGN_PERMISSION):
+        available["assign"] = lambda: AssignForm()
+    return {name: bound.get(name) or make() for name, make in available.items()}
+
+
+def _failed_tool_step(task: Task) -> Step | None:
+    steps = list(task.steps.all())
+    last = steps[-1] if steps else None
+    return last if last and last.state == StepState.FAILED and last.kind == StepKind.TOOL_CALL else None
+
+
+def _pending_approval(task: Task) -> Approval | None:
+    return next((a for a in task.approvals.all() if a.decision == ApprovalDecision.PENDING), None)
+
+
+def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None = None) -> dict[str, Any]:
+    steps = list(task.steps.all())
+    waited = (
+        timezone.now() - task.handed_off_at if task.handed_off_at and task.state == TaskState.MANUAL_REVIEW else None
+    )
+    return {
+        "task": task,
+        "steps": [{"step": s, "input": Shown.of(s.input), "output": Shown.of(s.output)} for s in steps],
+        "decisions": [
+            {"decision": d, "envelope": Shown.of(d.envelope) if d.envelope else None}
+            for d in task.recovery_decisions.all()
+        ],
+        "transitions": list(task.transitions.all()),
+        "operator_actions": list(task.operator_actions.all()),
+        "spans": [_span_row(span) for span in task.spans.all()],
+        "pending_approval": _pending_approval(task),
+        "result": Shown.of(task.result) if task.result is not None else None,
+        "task_input": Shown.of(task.input),
+        "totals": {
+            "steps": len(steps),
+            "model_turns": sum(s.kind == StepKind.MODEL_TURN for s in steps),
+            "tool_calls": sum(s.kind == StepKind.TOOL_CALL for s in steps),
+            "input_tokens": task.input_tokens,
+            "output_tokens": task.output_tokens,
+            "cost": task.cost,
+            "step_ms": sum(s.duration_ms or 0 for s in steps),
+        },
+        "waited": waited,
+        "overdue": waited is not None and waited.total_seconds() > settings.MANUAL_REVIEW_SLA_SECONDS,
+        "held_by_me": task.claimed_by_id == user.pk and _live(task.claim_expires_at),
+        "held_by": task.claimed_by if _live(task.claim_expires_at) else None,
+        "forms": _forms_for(task, user, bound or {}),
+        "can_work": user.has_perm(WORK_PERMISSION),
+    }
+
+
+def _live(until: datetime | None) -> bool:
+    return until is not None and until > timezone.now()
+
+
+# --- acting -------------------------------------------------------------------------------------------
+def console_act(request: HttpRequest, task_id: str, action: str, render: Callable[..., HttpResponse]) -> HttpResponse:
+    """Carry out one posted action; a form error re-renders the page with it, a refusal comes back as a message."""
+    task = get_object_or_404(console_queryset(), pk=task_id)
+    user = request.user
+    back = HttpResponseRedirect(reverse("admin:orchestration_task_change", args=[task.pk]))
+    handler = _HANDLERS.get(action)
+    if handler is None:
+        messages.error(request, f"unknown action {action!r}")
+        return back
+    form = handler.form(task, request.POST)
+    if form is not None and not form.is_valid():
+        return render(request, task, {handler.form_name: form}, status=400)
+    try:
+        done = handler.act(task, user, form)
+    except QueueActionRefused as refused:
+        if refused.code == "invalid" and form is not None:
+            for field, problems in refused.field_errors.items():
+                form.add_error(field if field in form.fields else None, "; ".join(problems) or str(refused))
+            if not refused.field_errors:
+                form.add_error(None, str(refused))
+            return render(request, task, {handler.form_name: form}, status=400)
+        messages.error(request, f"Not done: {refused}")
+        return back
+    except ApprovalNotPending as refused:
+        messages.error(request, f"Not done: {refused}")
+        return back
+    messages.success(request, done)
+    return back
+
+
+@dataclass(frozen=True)
+class _Handler:
+    form_name: str
+    form: Callable[[Task, Any], forms.Form | None]
+    act: Callable[[Task, Any, Any], str]
+
+
+def _resolve_form(task: Task, data: Any) -> forms.Form:
+    failed = _failed_tool_step(task)
+    contract = active_contract(failed.name) if failed else None
+    return ResolveForm(data, result_schema=contract.result_schema if contract else {})
+
+
+def _resolve(task: Task, user: Any, form: Any) -> str:
+    seen = form.cleaned_data["seen_handoff_at"]
+    task_resolve(task_id=task.pk, user=user, note=form.cleaned_data["note"], data=form.result(), seen_handoff_at=seen)
+    return "Resolved: the agent resumes with the result you entered."
+
+
+def _retry(task: Task, user: Any, form: Any) -> str:
+    seen, note = form.cleaned_data["seen_handoff_at"], form.cleaned_data["note"]
+    task_retry_now(task_id=task.pk, user=user, note=note, seen_handoff_at=seen)
+    return "Retrying now, with a fresh retry budget."
+
+
+def _close(task: Task, user: Any, form: Any) -> str:
+    data = form.cleaned_data
+    task_close(
+        task_id=task.pk, user=user, note=data["note"], output=data["output"], seen_handoff_at=data["seen_handoff_at"]
+    )
+    return "Closed: the task is COMPLETED with your result."
+
+
+def _cancel(task: Task, user: Any, form: Any) -> str:
+    data = form.cleaned_data
+    task_queue_cancel(task_id=task.pk, user=user, note=data["note"], seen_handoff_at=data["seen_handoff_at"])
+    return "Cancelled."
+
+
+def _approval(task: Task, user: Any, form: Any) -> str:
+    pending = _pending_approval(task)
+    if pending is None:
+        raise ApprovalNotPending("this task holds no call for approval")
+    approve = form.cleaned_data["verdict"] == "approve"
+    if not user.has_perm(DECIDE_PERMISSION):
+        raise QueueActionRefused("deciding approvals needs its permission", code="not_permitted")
+    approval_decide(approval_id=pending.pk, user=user, approve=approve, message=form.cleaned_data["note"])
+    return "Approved: the call runs now." if approve else "Rejected: the model hears why."
+
+
+def _note(task: Task, user: Any, form: Any) -> str:
+    task_note_add(task_id=task.pk, user=user, note=form.cleaned_data["note"])
+    return "Note added."
+
+
+def _assign(task: Task, user: Any, form: Any) -> str:
+    assignee: User = form.cleaned_data["assignee"]
+    task_assign(task_id=task.pk, user=user, assignee=assignee, note=form.cleaned_data["note"])
+    return f"Assigned to {assignee.get_username()}."
+
+
+def _claim(task: Task, user: Any, form: Any) -> str:
+    task_claim(task_id=task.pk, user=user)
+    return "You hold this task now."
+
+
+def _release(task: Task, user: Any, form: Any) -> str:
+    task_release(task_id=task.pk, user=user)
+    return "Released."
+
+
+_HANDLERS: dict[str, _Handler] = {
+    "retry": _Handler("retry", lambda task, data: RetryForm(data), _retry),
+    "resolve": _Handler("resolve", _resolve_form, _resolve),
+    "close": _Handler("close", lambda task, data: CloseForm(data), _close),
+    "cancel": _Handler("cancel", lambda task, data: CancelForm(data), _cancel),
+    "approval": _Handler("approval", lambda task, data: ApprovalForm(data), _approval),
+    "note": _Handler("note", lambda task, data: NoteForm(data), _note),
+    "assign": _Handler("assign", lambda task, data: AssignForm(data), _assign),
+    "claim": _Handler("claim", lambda task, data: None, _claim),
+    "release": _Handler("release", lambda task, data: None, _release),
+}
