@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -18,10 +17,9 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
-from orchestration.console import console_act, console_context, console_queryset
-from orchestration.models import Approval, ApprovalDecision, QueueTask, Task, TaskState
+from orchestration.console import console_act, console_context, console_queryset, waited_text
+from orchestration.models import QueueTask, Task, TaskState
 from orchestration.services.actors import user_actor
-from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
 from orchestration.services.queue import WORK_PERMISSION, QueueActionRefused, task_claim, task_release
 
@@ -165,7 +163,7 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
         if task.handed_off_at is None:
             return "?"
         seconds = (timezone.now() - task.handed_off_at).total_seconds()
-        text = _duration(seconds)
+        text = waited_text(seconds)
         if seconds > settings.MANUAL_REVIEW_SLA_SECONDS:
             return format_html('<strong class="overdue" style="color:#ba2121">{} (past SLA)</strong>', text)
         return text
@@ -216,55 +214,3 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
         self.message_user(request, f"{done} {count} task(s).", messages.SUCCESS)
         for refusal in refusals:
             self.message_user(request, refusal, messages.WARNING)
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} days"
-
-
-class ApprovalForm(forms.ModelForm[Approval]):
-    verdict = forms.ChoiceField(choices=[("approve", "Approve: run the call"), ("reject", "Reject")])
-    reply = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown to the model with a rejection"
-    )
-
-    class Meta:
-        model = Approval
-        fields: list[str] = []
-
-
-@admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin[Approval]):
-    """Held tool calls. Deciding one resumes its task; a decision is final and bound to who gave it."""
-
-    form = ApprovalForm
-    list_display = ["tool", "task", "decision", "reason", "created_at", "decided_by"]
-    list_filter = ["decision", "tool"]
-    list_select_related = ["task", "decided_by"]
-    show_full_result_count = False
-    readonly_fields = ["task", "tool", "arguments", "reason", "decision", "message", "decided_by", "decided_at"]
-
-    def get_fields(self, request: HttpRequest, obj: Approval | None = None) -> Any:
-        decided = obj is not None and obj.decision != ApprovalDecision.PENDING
-        return self.readonly_fields + ([] if decided else ["verdict", "reply"])
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
-        return request.user.has_perm(DECIDE_PERMISSION) and (obj is None or obj.decision == ApprovalDecision.PENDING)
-
-    def save_model(self, request: HttpRequest, obj: Approval, form: Any, change: bool) -> None:
-        try:
-            approval_decide(
-                approval_id=obj.pk,
-                user=request.user,  # type: ignore[arg-type]
-                approve=form.cleaned_data["verdict"] == "approve",
-                message=form.cleaned_data.get("reply", ""),
-            )
-        except (ApprovalNotPending, PermissionDenied) as refused:
-            self.message_user(request, f"Not decided: {refused}", messages.ERROR)

@@ -154,13 +154,24 @@ def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None =
             "cost": task.cost,
             "step_ms": sum(s.duration_ms or 0 for s in steps),
         },
-        "waited": waited,
+        "waited": waited_text(waited.total_seconds()) if waited is not None else None,
         "overdue": waited is not None and waited.total_seconds() > settings.MANUAL_REVIEW_SLA_SECONDS,
         "held_by_me": task.claimed_by_id == user.pk and _live(task.claim_expires_at),
         "held_by": task.claimed_by if _live(task.claim_expires_at) else None,
         "forms": _forms_for(task, user, bound or {}),
         "can_work": user.has_perm(WORK_PERMISSION),
     }
+
+
+def waited_text(seconds: float) -> str:
+    """How long a task has waited, as an operator reads it at a glance."""
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours < 48 else f"{hours // 24} days"
 
 
 def _live(until: datetime | None) -> bool:

@@ -65,6 +65,7 @@ class ResolveForm(_Confirmed):
         super().__init__(*args, **kwargs)
         self.result_schema = result_schema
         self.result_paths: dict[str, tuple[str, ...]] = {}
+        self.nullable: set[str] = set()
         if _is_object(result_schema) and result_schema.get("properties"):
             self._add_fields((), result_schema, required=True)
         else:  # nothing to generate fields from: the whole object as JSON
@@ -72,8 +73,13 @@ class ResolveForm(_Confirmed):
             self.result_paths["result__"] = ()
 
     def _add_fields(self, path: tuple[str, ...], schema: dict[str, Any], *, required: bool) -> None:
-        wanted = set(schema.get("required", []))
-        for name, sub in (schema.get("properties") or {}).items():
+        required_order = list(schema.get("required", []))
+        wanted = set(required_order)
+        properties = schema.get("properties") or {}
+        # jsonb keeps no key order: the schema's `required` list (an array) gives the author's order back.
+        ordered = sorted(properties, key=lambda key: (required_order.index(key) if key in wanted else len(wanted), key))
+        for name in ordered:
+            sub = properties[name]
             here = (*path, name)
             needed = required and name in wanted
             if _is_object(sub) and sub.get("properties"):
@@ -82,6 +88,8 @@ class ResolveForm(_Confirmed):
             field_name = "result__" + "__".join(here)
             self.fields[field_name] = _field_for(" / ".join(here), sub, required=needed)
             self.result_paths[field_name] = here
+            if "null" in _types(sub):
+                self.nullable.add(field_name)
 
     def result(self) -> Any:
         """The result object from the cleaned fields (the service checks it against the schema)."""
@@ -91,7 +99,9 @@ class ResolveForm(_Confirmed):
         for field_name, path in self.result_paths.items():
             value = self.cleaned_data.get(field_name)
             if value is None or value == "":
-                continue  # left empty: absent (the schema says whether that is allowed)
+                if field_name not in self.nullable:
+                    continue  # left empty: absent (the schema says whether that is allowed)
+                value = None  # left empty where the schema allows null: null
             into = data
             for key in path[:-1]:
                 into = into.setdefault(key, {})
