@@ -12,6 +12,7 @@ from agents.models.interface import Model
 
 from agent_runtime.faults import with_model_fault
 from agent_runtime.journal import RunJournal, TurnUsage
+from agent_runtime.prompt import operator_instruction_item
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
 from agent_runtime.specs import Price
 from faults.plan import Fault, active_plan
@@ -47,10 +48,14 @@ class DurableModel(Model):
         self.fault_key = fault_key
         """Identifies the run to the fault plan (tests and drills only)."""
         self._next_turn = 1
+        self._instructions: list[tuple[int, str]] | None = None
+        self._input_lengths: dict[int, int] = {}
+        """How many items each turn's input had before any instruction went in: where an instruction goes."""
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         turn = self._next_turn
         self._next_turn += 1
+        args, kwargs = await self._with_instructions(turn, args, kwargs)
         recorded = await self.journal.replay_turn(turn)
         if recorded is not None:
             return response_from_snapshot(recorded)
@@ -66,6 +71,25 @@ class DurableModel(Model):
         usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         await self.journal.end_turn(turn, response_to_snapshot(response), usage)
         return response
+
+    async def _with_instructions(
+        self, turn: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The request with every operator instruction due by this turn in its place. The SDK's own history never
+        holds them, so each turn puts them back where they were first given: the same input on every replay."""
+        if self._instructions is None:
+            self._instructions = await self.journal.operator_instructions()
+        given = kwargs["input"] if "input" in kwargs else args[1]
+        items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given)
+        self._input_lengths.setdefault(turn, len(items))
+        due = [(before, text) for before, text in self._instructions if before <= turn]
+        if not due:
+            return args, kwargs
+        for before, text in reversed(due):  # from the last position back, so earlier positions stay right
+            items.insert(self._input_lengths.get(before, len(items)), operator_instruction_item(text))
+        if "input" in kwargs:
+            return args, {**kwargs, "input": items}
+        return (args[0], items, *args[2:]), kwargs
 
     async def _request(self, fault: Fault | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ModelResponse:
         deadline = asyncio.timeout(self.deadline_seconds)

@@ -47,6 +47,10 @@ class RunJournal(Protocol):
     async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         """Persist that the request for turn `turn` failed."""
 
+    async def operator_instructions(self) -> list[tuple[int, str]]:
+        """Operators' instructions for this run, in order, each with the turn it is given before: the model reads
+        it as a user message just before that turn's input ends, on the first run and on every replay."""
+
     async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
         """Run (or replay) one tool call and return the result envelope as JSON for the model.
 

@@ -4,7 +4,9 @@ It serves the embedded default and most tests. From the task's goal it picks the
 asks for (every word of the tool's name appears in the goal: "look up order" -> `lookup_order`), in the
 order the goal names them, fills their arguments from the task input by parameter name, and calls them one
 per turn. A failed call it cannot mend, or an argument it cannot fill, goes to `handoff_to_human` when the
-agent has it. When every tool has answered, it writes a final answer that quotes their results.
+agent has it. When every tool has answered, it writes a final answer that quotes their results. After an
+operator sends a task back with an instruction, the instruction is its goal from then on (the task input still
+fills the arguments).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from openai.types.responses import (
     ResponseOutputText,
 )
 
-from agent_runtime.prompt import parse_task_message
+from agent_runtime.prompt import instruction_text, parse_task_message
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tokens import count_tokens
 from tools.adapters.handoff import HANDOFF_TOOL
@@ -84,7 +86,13 @@ class OfflineModel(Model):
 
 def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list[ResponseOutputItem]:
     goal, task_input = parse_task_message(_first_user_text(items))
+    numbered = sum(item.get("type") == "function_call" for item in items)  # call ids stay unique in the run
+    instructed = [(index, text) for index, item in enumerate(items) if (text := instruction_text(item)) is not None]
+    if instructed:  # an operator sent the task back: their latest instruction is the goal from here on
+        since, goal = instructed[-1]
+        items = items[since + 1 :]
     calls = [item for item in items if item.get("type") == "function_call"]
+    earlier = numbered - len(calls)
     outputs = {item["call_id"]: item.get("output") for item in items if item.get("type") == "function_call_output"}
     if calls:
         last = calls[-1]
@@ -95,7 +103,7 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
         if failed:
             assert envelope is not None
             reason = f"{last['name']} failed with {envelope.get('error_code')}: {envelope.get('error_message')}"
-            return [_handoff_or_give_up(reason, goal, tools, len(calls))]
+            return [_handoff_or_give_up(reason, goal, tools, earlier + len(calls))]
     called = {call["name"] for call in calls}
     remaining = [name for name in plan_tool_names(goal, list(tools)) if name not in called]
     if not remaining:
@@ -104,8 +112,8 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
     arguments, missing = _fill_arguments(tools[name], task_input, goal)
     if missing:
         reason = f"cannot call {name}: the task input lacks {', '.join(missing)}"
-        return [_handoff_or_give_up(reason, goal, tools, len(calls))]
-    return [_call(name, arguments, len(calls) + 1)]
+        return [_handoff_or_give_up(reason, goal, tools, earlier + len(calls))]
+    return [_call(name, arguments, earlier + len(calls) + 1)]
 
 
 def _first_user_text(items: list[dict[str, Any]]) -> str:

@@ -19,3 +19,19 @@ def parse_task_message(text: str) -> tuple[str, dict[str, Any]]:
     except json.JSONDecodeError:
         parsed = {}
     return goal, parsed if isinstance(parsed, dict) else {}
+
+
+OPERATOR_INSTRUCTION = "Instruction from a human operator: "
+"""Starts the user message that carries an operator's instruction into a run (after a send-back)."""
+
+
+def operator_instruction_item(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": f"{OPERATOR_INSTRUCTION}{text}"}
+
+
+def instruction_text(item: dict[str, Any]) -> str | None:
+    """The operator's instruction this input item carries, or None."""
+    content = item.get("content")
+    if item.get("role") == "user" and isinstance(content, str) and content.startswith(OPERATOR_INSTRUCTION):
+        return content.removeprefix(OPERATOR_INSTRUCTION)
+    return None

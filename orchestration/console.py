@@ -31,6 +31,7 @@ from orchestration.forms import (
     NoteForm,
     ResolveForm,
     RetryForm,
+    SendBackForm,
 )
 from orchestration.models import (
     Approval,
@@ -57,6 +58,7 @@ from orchestration.services.queue import (
     task_release,
     task_resolve,
     task_retry_now,
+    task_send_back,
 )
 from tools.selectors import active_contract
 
@@ -102,6 +104,7 @@ def _forms_for(task: Task, user: Any, bound: dict[str, forms.Form]) -> dict[str,
     seen = {"seen_handoff_at": task.handed_off_at}
     available: dict[str, Callable[[], forms.Form]] = {
         "retry": lambda: RetryForm(initial=seen),
+        "send_back": lambda: SendBackForm(initial=seen),
         "close": lambda: CloseForm(initial=seen),
         "cancel": lambda: CancelForm(initial=seen),
         "note": lambda: NoteForm(),
@@ -234,6 +237,13 @@ def _retry(task: Task, user: Any, form: Any) -> str:
     return "Retrying now, with a fresh retry budget."
 
 
+def _send_back(task: Task, user: Any, form: Any) -> str:
+    data = form.cleaned_data
+    seen, note = data["seen_handoff_at"], data["note"]
+    task_send_back(task_id=task.pk, user=user, note=note, instruction=data["instruction"], seen_handoff_at=seen)
+    return "Sent back: the agent reads your instruction before its next turn."
+
+
 def _close(task: Task, user: Any, form: Any) -> str:
     data = form.cleaned_data
     task_close(
@@ -283,6 +293,7 @@ def _release(task: Task, user: Any, form: Any) -> str:
 _HANDLERS: dict[str, _Handler] = {
     "retry": _Handler("retry", lambda task, data: RetryForm(data), _retry),
     "resolve": _Handler("resolve", _resolve_form, _resolve),
+    "send_back": _Handler("send_back", lambda task, data: SendBackForm(data), _send_back),
     "close": _Handler("close", lambda task, data: CloseForm(data), _close),
     "cancel": _Handler("cancel", lambda task, data: CancelForm(data), _cancel),
     "approval": _Handler("approval", lambda task, data: ApprovalForm(data), _approval),

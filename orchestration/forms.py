@@ -28,6 +28,12 @@ class CancelForm(_Confirmed):
     """Cancel: the task ends and nothing more runs."""
 
 
+class SendBackForm(_Confirmed):
+    instruction = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="What the agent reads before its next turn"
+    )
+
+
 class CloseForm(_Confirmed):
     output = forms.CharField(
         label="Final result", widget=forms.Textarea(attrs={"rows": 4}), help_text="What the client receives"

@@ -211,6 +211,7 @@ class TaskTransition(models.Model):
 class StepKind(models.TextChoices):
     MODEL_TURN = "model_turn"
     TOOL_CALL = "tool_call"
+    OPERATOR_INSTRUCTION = "operator_instruction", "operator instruction"
 
 
 class StepState(models.TextChoices):
@@ -225,7 +226,8 @@ class Step(ConcurrentTransitionMixin, models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="steps")
     seq = models.PositiveIntegerField()
     kind = models.CharField(max_length=20, choices=StepKind.choices)
-    # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<turn>:<call_id>" for a tool.
+    # Identity within the task that survives replay: "turn:<n>" for a model turn, "call:<turn>:<call_id>" for a tool,
+    # "instruction:<n>" for an operator's instruction.
     ref = models.CharField(max_length=200)
     name = models.CharField(max_length=200, help_text="Model name or tool name")
     contract_version = models.ForeignKey(
@@ -262,7 +264,8 @@ class Step(ConcurrentTransitionMixin, models.Model):
     decided_by = models.CharField(
         max_length=200,
         blank=True,
-        help_text="The operator who entered this step's result instead of the tool (user:<name>)",
+        help_text="The operator who decided this step's outcome (user:<name>): entered its result instead of the "
+        "tool, or gave its failure to the model as final",
     )
 
     class Meta:
@@ -369,6 +372,7 @@ class OperatorActionKind(models.TextChoices):
     NOTE = "note"
     RETRY = "retry", "retry now"
     RESOLVE = "resolve", "resolve the failed step with a result"
+    SEND_BACK = "send_back", "send back to the agent with an instruction"
     CLOSE = "close", "close with a final result"
     APPROVE = "approve"
     REJECT = "reject"

@@ -5,7 +5,16 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 
-from orchestration.models import Approval, OperatorAction, RecoveryDecision, RecoveryEvent, Step, StepState, Task
+from orchestration.models import (
+    Approval,
+    OperatorAction,
+    RecoveryDecision,
+    RecoveryEvent,
+    Step,
+    StepKind,
+    StepState,
+    Task,
+)
 
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
@@ -58,3 +67,11 @@ def database_failures_in_a_row(task: Task) -> int:
     moments = [task.created_at, checkpoint.finished_at if checkpoint else None, operator.first()]
     since = max(moment for moment in moments if moment is not None)
     return decisions.filter(event=RecoveryEvent.DATABASE_ERROR, created_at__gt=since).count()
+
+
+def next_model_turn(task: Task) -> int:
+    """The number of the model turn a run of the task asks for next (turns are recorded as "turn:<n>")."""
+    refs = Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.SUCCEEDED).values_list(
+        "ref", flat=True
+    )
+    return 1 + max((int(ref.split(":", 1)[1]) for ref in refs), default=0)

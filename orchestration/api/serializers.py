@@ -258,6 +258,12 @@ class QueueResolveSerializer(QueueDecisionSerializer):
     result = JSONObjectField(help_text="The failed tool call's result, checked against the tool's result schema")
 
 
+class QueueSendBackSerializer(QueueDecisionSerializer):
+    instruction = StrictCharField(
+        max_length=5000, help_text="What the model reads, as a user message, before its next turn"
+    )
+
+
 class QueueCloseSerializer(QueueDecisionSerializer):
     output = StrictCharField(max_length=20_000, help_text="The task's final result, in the operator's words")
 

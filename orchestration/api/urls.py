@@ -13,5 +13,6 @@ urlpatterns = [
     path("tasks/<uuid:pk>/notes/", views.TaskNoteView.as_view(), name="task-note"),
     path("tasks/<uuid:pk>/retry/", views.TaskRetryView.as_view(), name="task-retry"),
     path("tasks/<uuid:pk>/resolve/", views.TaskResolveView.as_view(), name="task-resolve"),
+    path("tasks/<uuid:pk>/send-back/", views.TaskSendBackView.as_view(), name="task-send-back"),
     path("tasks/<uuid:pk>/close/", views.TaskCloseView.as_view(), name="task-close"),
 ]

@@ -22,6 +22,7 @@ from orchestration.api.serializers import (
     QueueDecisionSerializer,
     QueueNoteSerializer,
     QueueResolveSerializer,
+    QueueSendBackSerializer,
     TaskCreateSerializer,
     TaskListQuerySerializer,
     TaskSerializer,
@@ -40,6 +41,7 @@ from orchestration.services.queue import (
     task_release,
     task_resolve,
     task_retry_now,
+    task_send_back,
 )
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
 
@@ -255,6 +257,17 @@ class TaskResolveView(_QueueActionView):
         task_resolve(
             task_id=task_id, user=user, note=data["note"], data=data["result"], seen_handoff_at=data["seen_handoff_at"]
         )
+
+
+@extend_schema(request=QueueSendBackSerializer, responses=_QUEUE_RESPONSES)
+class TaskSendBackView(_QueueActionView):
+    """Send the task back to the agent with an instruction it reads before its next turn (journalled)."""
+
+    body = QueueSendBackSerializer
+
+    def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
+        seen, note = data["seen_handoff_at"], data["note"]
+        task_send_back(task_id=task_id, user=user, note=note, instruction=data["instruction"], seen_handoff_at=seen)
 
 
 @extend_schema(request=QueueCloseSerializer, responses=_QUEUE_RESPONSES)

@@ -61,7 +61,15 @@ class StepChange:
     resolved_output: dict[str, Any] | None = None
     """The failed step succeeds with this envelope, which the tool never produced."""
     decided_by: str = ""
-    """Who entered `resolved_output`."""
+    """Who entered `resolved_output`, or gave the step's failure to the model as final."""
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """An operator's words for the model, given before turn `before_turn`."""
+
+    text: str
+    before_turn: int
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class Decision:
     handoff: Handoff | None = None
     """Set exactly when a move hands the task off."""
     step_change: StepChange | None = None
+    instruction: Instruction | None = None
+    """Journalled as a step of its own, so every replay gives the model the same input."""
     run_goes_on: bool = False
     """The worker's run continues: the model sees the tool's result, or the next turn is requested."""
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestration.models import HandoffReason, RecoveryEvent, StepKind, Transition
-from orchestration.policy.decision import Decision, Move, Ruling, StepChange
+from orchestration.policy.decision import Decision, Instruction, Move, Ruling, StepChange
 from tools.envelope import ToolResult
 from tools.errors import ErrorCode, RecoveryAction
 
@@ -29,6 +29,17 @@ _INSTEAD_OF_RETRY: dict[str, str] = {
     H.TURN_LIMIT: "close the task with a final result",
     H.UNKNOWN_AGENT: "close or cancel the task",
     H.BUDGET_EXCEEDED: "close or cancel the task",
+}
+
+
+# Handoffs the model can go on from, given a human's instruction.
+SENDABLE_HANDOFFS = frozenset({H.AGENT_ASKED, H.DICTIONARY_HANDOFF, H.RETRIES_EXHAUSTED, H.REPLAN_CAP})
+_INSTEAD_OF_SEND_BACK: dict[str, str] = {
+    H.APPROVAL_NEEDED: "approve or reject the held call",
+    H.TURN_LIMIT: "the agent has used all its turns: close the task with a final result",
+    H.MODEL_UNAVAILABLE: "the model cannot be reached: retry once it is back",
+    H.MODEL_REFUSED: "the model refused the request: fix the agent or the endpoint, then retry",
+    H.DATABASE_FAILURES: "retry it",
 }
 
 
@@ -54,6 +65,8 @@ class QueuedTask:
     failed_step: FailedStep | None
     pending_approval: bool
     now: datetime
+    next_turn: int = 1
+    """The model turn a resumed run asks for next."""
 
 
 def operator_retry_decide(task: QueuedTask, *, actor: str, note: str) -> Decision:
@@ -80,6 +93,32 @@ def operator_retry_decide(task: QueuedTask, *, actor: str, note: str) -> Decisio
         due_at=task.now,
         replans=0 if task.handoff_reason == H.REPLAN_CAP else None,
         step_change=change,
+    )
+
+
+def operator_send_back_decide(task: QueuedTask, *, actor: str, note: str, instruction: str) -> Decision:
+    """Send the task back to the agent: the instruction reaches the model as a user message before its next turn
+    (journalled, so a replay sends the same input); a failed call's error goes to the model as final."""
+    if task.pending_approval:
+        raise NotApplicable("a held call waits for approval: approve or reject it")
+    if task.handoff_reason not in SENDABLE_HANDOFFS:
+        reason = H(task.handoff_reason).label if task.handoff_reason in H.values else "an unrecorded reason"
+        instead = _INSTEAD_OF_SEND_BACK.get(task.handoff_reason, "close or cancel the task")
+        raise NotApplicable(f"the agent cannot go on from {reason}: {instead}")
+    step = task.failed_step
+    change = StepChange(decided_by=actor) if step is not None and step.kind == StepKind.TOOL_CALL else None
+    rule = (
+        f"an operator's instruction reaches the model before turn {task.next_turn}, journalled so that every "
+        "replay sends the same input" + (f"; {step.name}'s error goes to the model as final" if change and step else "")
+    )
+    what = f"{actor} sent the task back to the agent: {note}"
+    return Decision(
+        moves=(Move(Transition.RESUME, f"{actor} sent the task back with an instruction"),),
+        rulings=(Ruling(RecoveryEvent.OPERATOR, RecoveryAction.RESUME, what, rule),),
+        due_at=task.now,
+        replans=0 if task.handoff_reason == H.REPLAN_CAP else None,
+        step_change=change,
+        instruction=Instruction(text=instruction, before_turn=task.next_turn),
     )
 
 

@@ -13,6 +13,7 @@ from orchestration.models import Approval, RecoveryDecision, Step, Task, Transit
 from orchestration.policy.decision import Decision, Limits, StepChange
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import task_enqueue
+from orchestration.services.steps import step_instruction_record
 from orchestration.services.transitions import task_transition
 from tools.policy import DEFAULT_RETRY, RetryPolicy
 
@@ -64,6 +65,10 @@ def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | N
         )
     if decision.step_change is not None:
         _step_change(step, decision.step_change)
+    if decision.instruction is not None:
+        step_instruction_record(
+            task=task, actor=actor, text=decision.instruction.text, before_turn=decision.instruction.before_turn
+        )
     if decision.approval is not None:
         if step is None:
             raise ValueError("a call is held for approval with the step that made it")
@@ -90,5 +95,6 @@ def _step_change(step: Step | None, change: StepChange) -> None:
     if change.resolved_output is not None:
         step.resolve()
         step.output = change.resolved_output
+    if change.decided_by:
         step.decided_by = change.decided_by
     step.save()

@@ -73,6 +73,15 @@ class DatabaseJournal:
     async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
         return await sync_to_async(self._call_tool, thread_sensitive=True)(call_id, name, arguments)
 
+    async def operator_instructions(self) -> list[tuple[int, str]]:
+        return await sync_to_async(self._operator_instructions, thread_sensitive=True)()
+
+    def _operator_instructions(self) -> list[tuple[int, str]]:
+        recorded = Step.objects.filter(
+            task_id=self.lease.task_id, kind=StepKind.OPERATOR_INSTRUCTION, state=StepState.SUCCEEDED
+        ).order_by("seq")
+        return [(int(step.output["before_turn"]), str(step.output["text"])) for step in recorded if step.output]
+
     # --- model turns ------------------------------------------------------------------------------
     def _recorded_output(self, ref: str) -> dict[str, Any] | None:
         return (
@@ -167,11 +176,13 @@ class DatabaseJournal:
     # --- tool calls -------------------------------------------------------------------------------
     def _recorded_tool_result(self, ref: str) -> dict[str, Any] | None:
         """A final result: a success, or a failure no retry will change (the model re-plans on it)."""
-        step = Step.objects.filter(task_id=self.lease.task_id, ref=ref).only("state", "output").first()
+        step = Step.objects.filter(task_id=self.lease.task_id, ref=ref).only("state", "output", "decided_by").first()
         if step is None or step.output is None:
             return None
         if step.state == StepState.SUCCEEDED or (step.state == StepState.FAILED and not step.output.get("retryable")):
             return dict(step.output)
+        if step.state == StepState.FAILED and step.decided_by:
+            return dict(step.output)  # an operator gave this failure to the model as final (a send-back)
         return None
 
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:

@@ -38,7 +38,9 @@ from orchestration.policy.operator_actions import (
     operator_close_decide,
     operator_resolve_decide,
     operator_retry_decide,
+    operator_send_back_decide,
 )
+from orchestration.selectors import next_model_turn
 from orchestration.services.actors import user_actor
 from orchestration.services.decisions import decision_apply
 from tools.selectors import active_contract
@@ -119,6 +121,24 @@ def task_retry_now(*, task_id: object, user: AbstractBaseUser, note: str, seen_h
         decision = _decided(lambda facts: operator_retry_decide(facts, actor=user_actor(user), note=note), task, step)
         decision_apply(task=task, step=step, decision=decision, actor=user_actor(user))
         _audit(task, user, OperatorActionKind.RETRY, note)
+    return task
+
+
+def task_send_back(
+    *, task_id: object, user: AbstractBaseUser, note: str, instruction: str, seen_handoff_at: datetime | None
+) -> Task:
+    """Back to the agent, with the operator's instruction as the model's next input (journalled)."""
+    if not instruction.strip():
+        raise QueueActionRefused(
+            "write the instruction for the agent", code="invalid", field_errors={"instruction": ["required"]}
+        )
+    with _acting_on(task_id, user, seen_handoff_at=seen_handoff_at, note=note) as task:
+        step, actor = _failed_step(task), user_actor(user)
+        decision = _decided(
+            lambda facts: operator_send_back_decide(facts, actor=actor, note=note, instruction=instruction), task, step
+        )
+        decision_apply(task=task, step=step, decision=decision, actor=actor)
+        _audit(task, user, OperatorActionKind.SEND_BACK, note, {"instruction": instruction})
     return task
 
 
@@ -219,7 +239,11 @@ def _decided(decide: Callable[[QueuedTask], Decision], task: Task, step: Step | 
     pending = Approval.objects.filter(task=task, decision=ApprovalDecision.PENDING).exists()
     failed = FailedStep(kind=StepKind(step.kind), name=step.name, attempt=step.attempt) if step else None
     facts = QueuedTask(
-        handoff_reason=task.handoff_reason, failed_step=failed, pending_approval=pending, now=timezone.now()
+        handoff_reason=task.handoff_reason,
+        failed_step=failed,
+        pending_approval=pending,
+        now=timezone.now(),
+        next_turn=next_model_turn(task),
     )
     try:
         return decide(facts)

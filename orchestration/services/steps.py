@@ -83,3 +83,11 @@ def step_close(
     step.output_tokens = output_tokens
     step.cost = cost
     step.save()
+
+
+def step_instruction_record(*, task: Task, actor: str, text: str, before_turn: int) -> Step:
+    """Journal an operator's instruction, to reach the model before turn `before_turn`, on every replay alike."""
+    ref = f"instruction:{Step.objects.filter(task=task, kind=StepKind.OPERATOR_INSTRUCTION).count() + 1}"
+    step = step_begin(task=task, kind=StepKind.OPERATOR_INSTRUCTION, ref=ref, name=actor, step_input={"text": text})
+    step_close(step=step, succeeded=True, output={"text": text, "before_turn": before_turn, "by": actor})
+    return step

@@ -120,3 +120,16 @@ def test_notes_are_kept_on_the_task(exhausted: Task) -> None:
     response = _operator("alice").post(_url(exhausted, "notes"), {"note": "customer prefers email"}, format="json")
     assert response.status_code == 200
     assert response.json()["operator_actions"][-1]["note"] == "customer prefers email"
+
+
+def test_send_back_over_the_api(owner: User) -> None:
+    task = submit_task(owner, goal="Escalate to a human", task_input={"order_number": "A-1001"})
+    task_run(task_id=str(task.pk), worker="worker:test")
+    body = {"note": "status only", "instruction": "Look up order A-1001 and report its status"}
+    response = _operator("alice").post(_url(task, "send-back"), body, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "PLANNED"
+    steps = response.json()["steps"]
+    assert steps[-1]["kind"] == "operator_instruction" and steps[-1]["output"]["before_turn"] == 2
+    again = _operator("bob").post(_url(task, "send-back"), body, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "task_moved"

@@ -124,3 +124,31 @@ def test_an_operator_resolves_a_stuck_refund_and_the_task_completes(
     step = Step.objects.get(task=refund, name="refund_order")
     assert (step.state, step.decided_by) == (StepState.SUCCEEDED, "user:alice")
     assert not Refund.objects.filter(order__number="A-1002").exists(), "the tool did not run again"
+
+
+def test_an_operator_sends_a_task_back_with_an_instruction(
+    admin_login: AdminLogin, screenshot: Screenshot, start_worker: StartWorker
+) -> None:
+    client = User.objects.create_user("shop-backend")
+    task = _run(submit_task(client, goal="Escalate to a human", task_input={"order_number": "A-1001"}))
+    assert task.handoff_reason == "agent_asked"
+    _operator()
+    start_worker()
+    page = admin_login("alice", PASSWORD)
+    page.goto(f"/admin/orchestration/task/{task.pk}/change/")
+    expect(page.locator("#handoff-reason")).to_contain_text("the agent asked for a human")
+    page.locator("#claim").click()
+    form = page.locator("#action-send_back")
+    form.locator("#id_instruction").fill("Look up order A-1001 and tell the customer its status")
+    form.locator("#id_note").fill("The customer only wants the order's status")
+    form.locator("#id_confirm").check()
+    form.locator("#submit-send_back").click()
+    expect(page.locator(".messagelist")).to_contain_text("Sent back")
+
+    wait_until(lambda: Task.objects.get(pk=task.pk).state == TaskState.COMPLETED, timeout=60, describe="completed")
+    page.reload()
+    expect(page.locator("#task-state")).to_have_text("COMPLETED")
+    expect(page.locator("#timeline")).to_contain_text("operator instruction")
+    expect(page.locator("#timeline")).to_contain_text("lookup_order")
+    expect(page.locator("#task-result")).to_contain_text("A-1001")
+    screenshot(page, "console-sent-back")

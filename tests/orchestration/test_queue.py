@@ -12,6 +12,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.utils import timezone
 
+from agent_runtime.prompt import OPERATOR_INSTRUCTION
 from orchestration.models import (
     HandoffReason,
     OperatorAction,
@@ -19,6 +20,7 @@ from orchestration.models import (
     RecoveryDecision,
     RecoveryEvent,
     Step,
+    StepKind,
     StepState,
     Task,
     TaskState,
@@ -34,6 +36,7 @@ from orchestration.services.queue import (
     task_release,
     task_resolve,
     task_retry_now,
+    task_send_back,
 )
 from shop.models import Order, Refund
 from tests.factories import submit_task
@@ -285,3 +288,65 @@ def test_the_groups_hold_what_each_role_needs() -> None:
     assert not {"change_toolcontract", "change_agentconfig", "delete_task", "change_task"} & operators
     assert {"change_toolcontract", "change_agentconfig", "view_task"} <= engineers
     assert "work_queue" not in engineers
+
+
+# --- send back ----------------------------------------------------------------------------------------
+def _handed_off_by_the_agent() -> Task:
+    task = submit_task(
+        User.objects.create(username="c"), goal="Escalate to a human", task_input={"order_number": "A-1001"}
+    )
+    task = _run(task)
+    assert (task.state, task.handoff_reason) == (TaskState.MANUAL_REVIEW, HandoffReason.AGENT_ASKED)
+    return task
+
+
+def test_send_back_gives_the_model_the_instruction_before_its_next_turn(demo_orders: None) -> None:
+    task = _handed_off_by_the_agent()
+    task = task_send_back(
+        task_id=task.pk, user=_operator("alice"), note="the customer only wants the status",
+        instruction="Look up order A-1001 and tell the customer its status", seen_handoff_at=task.handed_off_at,
+    )  # fmt: skip
+    assert task.state == TaskState.PLANNED
+    instruction = Step.objects.get(task=task, kind=StepKind.OPERATOR_INSTRUCTION)
+    assert instruction.output == {
+        "text": "Look up order A-1001 and tell the customer its status",
+        "before_turn": 2,
+        "by": "user:alice",
+    }
+    task = _run(task)
+    assert task.state == TaskState.COMPLETED and task.result is not None and "A-1001" in task.result["output"]
+    turn_2 = Step.objects.get(task=task, ref="turn:2")
+    last_item = turn_2.input["input"][-1]
+    assert last_item == {"role": "user", "content": f"{OPERATOR_INSTRUCTION}{instruction.output['text']}"}
+    lookup = Step.objects.get(task=task, name="lookup_order")
+    assert lookup.state == StepState.SUCCEEDED
+    turn_3 = Step.objects.get(task=task, ref="turn:3")
+    assert turn_3.input["input"][: len(turn_2.input["input"])] == turn_2.input["input"], "the same place, later too"
+    assert _audit(task) == [("send_back", "alice", "the customer only wants the status")]
+
+
+def test_send_back_after_retries_gives_the_failure_to_the_model_as_final(exhausted: Task) -> None:
+    task = task_send_back(
+        task_id=exhausted.pk, user=_operator("alice"), note="settlement will take days",
+        instruction="Look up order A-1002 instead and report its refunded amount", seen_handoff_at=None,
+    )  # fmt: skip
+    refund = Step.objects.get(task=task, name="refund_order")
+    assert refund.decided_by == "user:alice" and refund.state == StepState.FAILED
+    task = _run(task)
+    assert task.state == TaskState.COMPLETED
+    assert Step.objects.get(pk=refund.pk).attempt == 4, "the failed call is not run again"
+    assert not Refund.objects.exists()
+
+
+def test_send_back_does_not_fit_a_task_that_ran_out_of_turns_or_of_model(exhausted: Task) -> None:
+    Task.objects.filter(pk=exhausted.pk).update(handoff_reason=HandoffReason.TURN_LIMIT)
+    refusal = _refused(
+        "not_applicable", task_send_back, task_id=exhausted.pk, user=_operator("a"), note="n", instruction="i",
+        seen_handoff_at=None,
+    )  # fmt: skip
+    assert "used all its turns" in str(refusal)
+    blank = _refused(
+        "invalid", task_send_back, task_id=exhausted.pk, user=_operator("b"), note="n", instruction=" ",
+        seen_handoff_at=None,
+    )  # fmt: skip
+    assert blank.field_errors == {"instruction": ["required"]}

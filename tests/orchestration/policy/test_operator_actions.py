@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestration.models import HandoffReason, RecoveryEvent, StepKind
-from orchestration.policy.decision import StepChange
+from orchestration.policy.decision import Instruction, StepChange
 from orchestration.policy.operator_actions import (
     FailedStep,
     NotApplicable,
@@ -13,6 +13,7 @@ from orchestration.policy.operator_actions import (
     operator_close_decide,
     operator_resolve_decide,
     operator_retry_decide,
+    operator_send_back_decide,
 )
 from tests.orchestration.policy.facts import NOW, actions, moves
 from tools.envelope import ToolResult
@@ -81,3 +82,23 @@ def test_close_completes_with_a_result_marked_as_the_operators() -> None:
     decision = operator_close_decide(actor="user:alice", note="called", output="Done by hand.")
     assert moves(decision) == ["close"] and actions(decision) == ["stop"]
     assert decision.result == {"output": "Done by hand.", "written_by": "user:alice"}
+
+
+def test_send_back_journals_the_instruction_for_the_next_turn_and_makes_a_failure_final() -> None:
+    task = QueuedTask(
+        handoff_reason=H.RETRIES_EXHAUSTED, failed_step=CALL, pending_approval=False, now=NOW, next_turn=3
+    )
+    decision = operator_send_back_decide(task, actor="user:alice", note="n", instruction="look it up")
+    assert decision.instruction == Instruction(text="look it up", before_turn=3)
+    assert decision.step_change == StepChange(decided_by="user:alice")
+    assert moves(decision) == ["resume"] and "before turn 3" in decision.rulings[0].rule
+    replanned = QueuedTask(handoff_reason=H.REPLAN_CAP, failed_step=None, pending_approval=False, now=NOW)
+    assert operator_send_back_decide(replanned, actor="a", note="n", instruction="i").replans == 0
+
+
+@pytest.mark.parametrize(
+    "reason", [H.TURN_LIMIT, H.MODEL_UNAVAILABLE, H.MODEL_REFUSED, H.DATABASE_FAILURES, H.UNKNOWN_AGENT]
+)
+def test_send_back_does_not_fit_a_task_the_agent_cannot_go_on_from(reason: HandoffReason) -> None:
+    with pytest.raises(NotApplicable, match="the agent cannot go on from"):
+        operator_send_back_decide(_queued(reason, None), actor="a", note="n", instruction="i")
