@@ -45,8 +45,9 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+ACCOUNT ?= admin
 admin-password: install
-	DEBUG=true $(BIN)/python manage.py changepassword admin
+	DEBUG=true $(BIN)/python manage.py changepassword $(ACCOUNT)
 
 clean:
 	rm -rf var/

@@ -114,11 +114,16 @@ def main() -> None:
     demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
 
     password = demo["admin_password"] or "(set on first run; reset with: make admin-password)"
+    roles = demo["role_passwords"]
+    operator = roles["operator"] or "(set on first run; reset with: make admin-password ACCOUNT=operator)"
+    engineer = roles["engineer"] or "(set on first run; reset with: make admin-password ACCOUNT=engineer)"
     print(
         f"""
 The platform is running (embedded mode: SQLite, filesystem broker, offline model).
 
   Admin      {BASE_URL}/admin/   user: {demo["admin_username"]}   password: {password}
+             the manual queue as an operator:       user: operator   password: {operator}
+             contracts and agents as an engineer:   user: engineer   password: {engineer}
   API docs   {BASE_URL}/api/docs/
   API token  {demo["token"]}
   Logs       var/log/web.log, var/log/worker.log, var/log/beat.log

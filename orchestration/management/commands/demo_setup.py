@@ -1,18 +1,23 @@
-"""Prepare the embedded demo: an admin login, a client token, demo orders and demo tasks. Safe to rerun."""
+"""Prepare the embedded demo: an admin, an operator and a platform engineer (passwords printed once), a client
+token, demo orders and demo tasks that end in the manual queue for several reasons. Safe to rerun."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from agent_runtime.catalog import DEFAULT_AGENT
 from orchestration.services.submission import task_submit
 from orchestration.tracing import new_trace_id
+from shop.models import Order
 from shop.services import orders_seed_demo
 
 ADMIN_USERNAME = "admin"
@@ -20,6 +25,8 @@ ADMIN_USERNAME = "admin"
 # attempt meets the lock and a retry after the backoff gets through.
 DEMO_SETTLEMENT_LOCK_SECONDS = 4
 CLIENT_USERNAME = "demo-client"
+# One user per role, neither a superuser: they see what the groups let them.
+ROLE_USERS = {"operator": "operators", "engineer": "platform engineers"}
 
 DEMO_TASKS: list[dict[str, Any]] = [
     {
@@ -44,11 +51,33 @@ DEMO_TASKS: list[dict[str, Any]] = [
         "goal": "The customer insists on speaking to a person: hand off to a human.",
         "input": {"order_number": "A-1002"},
     },
+    {
+        # A-1004 stays locked by its settlement for an hour: the refund's retries are used up, a human decides.
+        "key": "demo-refund-retries-used-up",
+        "goal": "Refund 10.00 EUR on order A-1004: the parcel was late.",
+        "input": {"order_number": "A-1004", "amount_cents": 1000, "currency": "EUR", "reason": "late parcel"},
+    },
+    {
+        # A-1001 has shipped: the address tool's error dictionary says a human must handle it.
+        "key": "demo-address-after-shipping",
+        "goal": "Update the shipping address of order A-1001.",
+        "input": {
+            "order_number": "A-1001",
+            "address": {
+                "line1": "5 New Street",
+                "line2": None,
+                "city": "Oxford",
+                "postal_code": "OX1 1AA",
+                "country": "GB",
+            },
+        },
+    },
 ]
+DEMO_LONG_LOCK = timedelta(hours=1)
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin (password printed once), client token, orders and tasks; print them as JSON."
+    help = "Create the demo users (passwords printed once), client token, orders and tasks; print them as JSON."
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
@@ -56,9 +85,11 @@ class Command(BaseCommand):
         if not user_model.objects.filter(username=ADMIN_USERNAME).exists():
             password = secrets.token_urlsafe(12)
             user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.invalid", password)
+        passwords = {name: _role_user(name, group) for name, group in ROLE_USERS.items()}
         client, _ = user_model.objects.get_or_create(username=CLIENT_USERNAME)
         token, _ = Token.objects.get_or_create(user=client)
         orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
+        Order.objects.filter(number="A-1004").update(settlement_locked_until=timezone.now() + DEMO_LONG_LOCK)
         task_ids = [
             str(
                 task_submit(
@@ -76,6 +107,23 @@ class Command(BaseCommand):
         ]
         self.stdout.write(
             json.dumps(
-                {"admin_username": ADMIN_USERNAME, "admin_password": password, "token": token.key, "tasks": task_ids}
+                {
+                    "admin_username": ADMIN_USERNAME,
+                    "admin_password": password,
+                    "role_passwords": passwords,
+                    "token": token.key,
+                    "tasks": task_ids,
+                }
             )
         )
+
+
+def _role_user(username: str, group: str) -> str | None:
+    """A staff user in `group`, created once; returns its new password then, None afterwards."""
+    user_model = get_user_model()
+    if user_model.objects.filter(username=username).exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    user = user_model.objects.create_user(username, f"{username}@example.invalid", password, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    return password
