@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -18,10 +19,20 @@ from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
 from orchestration.console import console_act, console_context, console_queryset, waited_text
-from orchestration.models import QueueTask, Task, TaskState
+from orchestration.forms import BulkRetryForm
+from orchestration.models import Approval, ApprovalDecision, HandoffReason, QueueTask, Task, TaskState
+from orchestration.policy.operator_actions import RETRIABLE_HANDOFFS
 from orchestration.services.actors import user_actor
+from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
-from orchestration.services.queue import WORK_PERMISSION, QueueActionRefused, task_claim, task_release
+from orchestration.services.queue import (
+    WORK_PERMISSION,
+    QueueActionRefused,
+    task_claim,
+    task_release,
+    tasks_for_bulk_retry,
+    tasks_retry_bulk,
+)
 
 
 @admin.register(Task)
@@ -149,6 +160,34 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
     ordering = ["handed_off_at"]
     actions = ["claim_tasks", "release_tasks"]
 
+    def get_urls(self) -> list[URLPattern]:
+        bulk = self.admin_site.admin_view(self.bulk_retry_view)
+        return [path("bulk-retry/", bulk, name="orchestration_queuetask_bulk_retry"), *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = {**(extra_context or {}), "can_bulk_retry": request.user.has_perm(WORK_PERMISSION)}
+        return super().changelist_view(request, context)
+
+    def bulk_retry_view(self, request: HttpRequest) -> HttpResponse:
+        """Count first, then, confirmed, retry: the count the operator saw is what they agreed to."""
+        if not request.user.has_perm(WORK_PERMISSION):
+            raise PermissionDenied
+        reasons = [(str(reason), str(HandoffReason(reason).label)) for reason in sorted(RETRIABLE_HANDOFFS)]
+        form = BulkRetryForm(request.POST or None, reasons=reasons)
+        count = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            count = tasks_for_bulk_retry(reason=data["reason"], since=data["since"]).count()
+            if data["confirm"] and count:
+                user: Any = request.user
+                outcome = tasks_retry_bulk(user=user, reason=data["reason"], since=data["since"], note=data["note"])
+                self.message_user(request, f"Retried {len(outcome.retried)} task(s).", messages.SUCCESS)
+                for task_id, why in outcome.refused:
+                    self.message_user(request, f"{task_id[:8]} not retried: {why}", messages.WARNING)
+                return HttpResponseRedirect(reverse("admin:orchestration_queuetask_changelist"))
+        context = {**self.admin_site.each_context(request), "form": form, "count": count, "title": "Bulk retry"}
+        return TemplateResponse(request, "admin/orchestration/queuetask/bulk_retry.html", context)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[QueueTask]:
         queued = super().get_queryset(request).filter(state=TaskState.MANUAL_REVIEW)
         return queued.select_related("claimed_by").defer("input", "result", "metadata", "state_reason")
@@ -214,3 +253,47 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
         self.message_user(request, f"{done} {count} task(s).", messages.SUCCESS)
         for refusal in refusals:
             self.message_user(request, refusal, messages.WARNING)
+
+
+class ApprovalForm(forms.ModelForm[Approval]):
+    verdict = forms.ChoiceField(choices=[("approve", "Approve: run the call"), ("reject", "Reject")])
+    reply = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown to the model with a rejection"
+    )
+
+    class Meta:
+        model = Approval
+        fields: list[str] = []
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin[Approval]):
+    """Held tool calls. Deciding one resumes its task; a decision is final and bound to who gave it."""
+
+    form = ApprovalForm
+    list_display = ["tool", "task", "decision", "reason", "created_at", "decided_by"]
+    list_filter = ["decision", "tool"]
+    list_select_related = ["task", "decided_by"]
+    show_full_result_count = False
+    readonly_fields = ["task", "tool", "arguments", "reason", "decision", "message", "decided_by", "decided_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Approval | None = None) -> Any:
+        decided = obj is not None and obj.decision != ApprovalDecision.PENDING
+        return self.readonly_fields + ([] if decided else ["verdict", "reply"])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
+        return request.user.has_perm(DECIDE_PERMISSION) and (obj is None or obj.decision == ApprovalDecision.PENDING)
+
+    def save_model(self, request: HttpRequest, obj: Approval, form: Any, change: bool) -> None:
+        try:
+            approval_decide(
+                approval_id=obj.pk,
+                user=request.user,  # type: ignore[arg-type]
+                approve=form.cleaned_data["verdict"] == "approve",
+                message=form.cleaned_data.get("reply", ""),
+            )
+        except (ApprovalNotPending, PermissionDenied) as refused:
+            self.message_user(request, f"Not decided: {refused}", messages.ERROR)

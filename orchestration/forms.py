@@ -146,3 +146,16 @@ def _field_for(label: str, schema: dict[str, Any], *, required: bool) -> forms.F
         help_text=help_text or "a JSON value following the tool's result schema",
         widget=forms.Textarea(attrs={"rows": 3}),
     )
+
+
+class BulkRetryForm(forms.Form):
+    """After an incident: every task handed off for one reason since a given time, retried in one action."""
+
+    reason = forms.ChoiceField(choices=[])
+    since = forms.DateTimeField(help_text="Handed off at or after this time, e.g. 2026-12-01 14:00 (server time)")
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text=NOTE_HELP)
+    confirm = forms.BooleanField(required=False, label="Yes, retry them all")
+
+    def __init__(self, *args: Any, reasons: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].choices = reasons  # type: ignore[attr-defined]

@@ -14,6 +14,15 @@ from orchestration.services.execution import task_run
 from tests.factories import submit_task
 
 
+def test_what_operators_and_engineers_work_with_is_in_the_admin() -> None:
+    from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
+    from orchestration.models import Approval, QueueTask, Task
+    from tools.models import ToolContract, ToolContractVersion
+
+    wanted = {Task, QueueTask, Approval, ToolContract, ToolContractVersion, AgentConfig, AgentVersion, ModelPrice}
+    assert wanted <= set(admin.site._registry)
+
+
 @pytest.mark.django_db
 def test_every_changelist_and_change_page_renders(demo_orders: None) -> None:
     owner = User.objects.create(username="client")

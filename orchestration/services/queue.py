@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from orchestration.models import (
@@ -31,6 +32,7 @@ from orchestration.models import (
 )
 from orchestration.policy.decision import Decision
 from orchestration.policy.operator_actions import (
+    RETRIABLE_HANDOFFS,
     FailedStep,
     NotApplicable,
     QueuedTask,
@@ -178,6 +180,40 @@ def task_queue_cancel(*, task_id: object, user: AbstractBaseUser, note: str, see
         decision_apply(task=task, decision=cancel_decide(f"cancelled by {actor}: {note}"), actor=actor)
         _audit(task, user, OperatorActionKind.CANCEL, note)
     return task
+
+
+@dataclass(frozen=True)
+class BulkRetry:
+    retried: list[str]
+    """Ids of the tasks that resume now."""
+    refused: list[tuple[str, str]]
+    """(task id, why) of those left in the queue: held by someone else, or moved meanwhile."""
+
+
+def tasks_for_bulk_retry(*, reason: str, since: datetime) -> QuerySet[Task]:
+    """The tasks a bulk retry would act on: waiting for `reason` since `since` or later, oldest first."""
+    return Task.objects.filter(state=TaskState.MANUAL_REVIEW, handoff_reason=reason, handed_off_at__gte=since).order_by(
+        "handed_off_at"
+    )
+
+
+def tasks_retry_bulk(*, user: AbstractBaseUser, reason: str, since: datetime, note: str) -> BulkRetry:
+    """After an incident: retry now every task handed off for `reason` since `since`, each in its own transaction
+    (one refusal does not stop the others), each audited like a single retry."""
+    _require(user, WORK_PERMISSION, "retrying tasks needs the 'Can claim and act on tasks' permission")
+    _require_note(note)
+    if reason not in RETRIABLE_HANDOFFS:
+        raise QueueActionRefused(
+            f"a retry cannot mend tasks handed off for {reason}", code="invalid", field_errors={"reason": [reason]}
+        )
+    retried, refused = [], []
+    for task_id in tasks_for_bulk_retry(reason=reason, since=since).values_list("pk", flat=True):
+        try:
+            task_retry_now(task_id=task_id, user=user, note=f"bulk retry: {note}", seen_handoff_at=None)
+            retried.append(str(task_id))
+        except QueueActionRefused as refusal:
+            refused.append((str(task_id), str(refusal)))
+    return BulkRetry(retried=retried, refused=refused)
 
 
 # --- the checks every action shares -------------------------------------------------------------------

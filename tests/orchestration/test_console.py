@@ -199,3 +199,18 @@ def test_the_task_page_costs_the_same_queries_for_three_steps_or_sixty(owner: Us
     failed = Step.objects.get(task=task, name="refund_order")
     Step.objects.filter(pk=failed.pk).update(seq=1000)  # still the last step, so the page offers the same forms
     assert _queries(alice, _page(task)) == few
+
+
+def test_a_bulk_retry_shows_the_count_before_it_acts(owner: User) -> None:
+    tasks = [_exhausted(owner) for _ in range(2)]
+    alice = _logged_in("alice")
+    url = reverse("admin:orchestration_queuetask_bulk_retry")
+    assert "bulk-retry" in alice.get(QUEUE).content.decode()
+    since = (timezone.now() - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    form = {"reason": "retries_exhausted", "since": since, "note": "settlement fixed"}
+    preview = alice.post(url, form).content.decode()
+    assert "<strong>2</strong> tasks would be retried now" in preview
+    assert {t.state for t in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {TaskState.MANUAL_REVIEW}
+    done = alice.post(url, {**form, "confirm": "on"}, follow=True).content.decode()
+    assert "Retried 2 task(s)" in done
+    assert {t.state for t in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {TaskState.PLANNED}

@@ -37,6 +37,8 @@ from orchestration.services.queue import (
     task_resolve,
     task_retry_now,
     task_send_back,
+    tasks_for_bulk_retry,
+    tasks_retry_bulk,
 )
 from shop.models import Order, Refund
 from tests.factories import submit_task
@@ -350,3 +352,37 @@ def test_send_back_does_not_fit_a_task_that_ran_out_of_turns_or_of_model(exhaust
         seen_handoff_at=None,
     )  # fmt: skip
     assert blank.field_errors == {"instruction": ["required"]}
+
+
+# --- bulk retry ---------------------------------------------------------------------------------------
+def test_a_bulk_retry_takes_every_task_of_one_reason_since_a_time(demo_orders: None) -> None:
+    Order.objects.filter(number="A-1002").update(settlement_locked_until=timezone.now() + timedelta(hours=1))
+    owner = User.objects.create(username="client")
+    tasks = [submit_task(owner, goal="Refund order A-1002", task_input=REFUND) for _ in range(4)]
+    for task in tasks:
+        for _ in range(4):
+            _run(task)
+    before, held, *fresh = tasks
+    Task.objects.filter(pk=before.pk).update(handed_off_at=timezone.now() - timedelta(days=1))
+    task_claim(task_id=held.pk, user=_operator("bob"))
+    since = timezone.now() - timedelta(hours=1)
+    assert tasks_for_bulk_retry(reason=HandoffReason.RETRIES_EXHAUSTED, since=since).count() == 3
+
+    outcome = tasks_retry_bulk(
+        user=_operator("alice"), reason=HandoffReason.RETRIES_EXHAUSTED, since=since, note="settlement fixed"
+    )
+    assert sorted(outcome.retried) == sorted(str(t.pk) for t in fresh)
+    assert [task_id for task_id, _ in outcome.refused] == [str(held.pk)] and "bob holds" in outcome.refused[0][1]
+    states = dict(Task.objects.filter(pk__in=[t.pk for t in tasks]).values_list("pk", "state"))
+    assert [states[t.pk] for t in tasks] == [TaskState.MANUAL_REVIEW, TaskState.MANUAL_REVIEW] + [TaskState.PLANNED] * 2
+    assert (
+        OperatorAction.objects.filter(kind=OperatorActionKind.RETRY, note="bulk retry: settlement fixed").count() == 2
+    )
+
+
+def test_a_bulk_retry_of_a_reason_no_retry_mends_is_refused(demo_orders: None) -> None:
+    refusal = _refused(
+        "invalid", tasks_retry_bulk, user=_operator("alice"), reason=HandoffReason.AGENT_ASKED,
+        since=timezone.now(), note="n",
+    )  # fmt: skip
+    assert "reason" in refusal.field_errors
