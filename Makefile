@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
-.PHONY: install browser run test soak lint format admin-password clean
+.PHONY: install browser run test soak bench-console lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -35,6 +35,10 @@ test: install lint browser
 SCALE ?= 5
 soak: install
 	FAULT_SUITE_SCALE=$(SCALE) $(BIN)/pytest tests/faults -q
+
+# The operator console on a big table (100,000 tasks, a 200-step task): p50/p95 per page, printed, not asserted.
+bench-console: install
+	$(BIN)/python scripts/bench_console.py
 
 lint: install
 	$(BIN)/ruff check .
