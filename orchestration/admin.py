@@ -284,6 +284,9 @@ class ApprovalAdmin(admin.ModelAdmin[Approval]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
         return request.user.has_perm(DECIDE_PERMISSION) and (obj is None or obj.decision == ApprovalDecision.PENDING)
 

@@ -272,5 +272,27 @@ class QueueAssignSerializer(QueueNoteSerializer):
     assignee = StrictCharField(max_length=150, help_text="The username of a colleague who works the queue")
 
 
+class QueueBulkRetrySerializer(QueueNoteSerializer):
+    reason = serializers.ChoiceField(choices=HandoffReason.choices, help_text="Retry the tasks handed off for this")
+    since = serializers.DateTimeField(help_text="... at or after this time")
+    confirm = serializers.BooleanField(
+        default=False, help_text="false (the default): only count the tasks; true: retry them"
+    )
+    expected_count = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="With confirm: the count you were shown; refused (409) if the queue has changed since",
+    )
+
+
+class QueueBulkRetryResultSerializer(serializers.Serializer[Any]):
+    count = serializers.IntegerField(help_text="Tasks that match")
+    retried = serializers.ListField(child=serializers.CharField(), help_text="Ids of the tasks retried")
+    refused = serializers.ListField(
+        child=serializers.DictField(child=serializers.CharField()), help_text="{task, why} of those left"
+    )
+
+
 class TaskListQuerySerializer(serializers.Serializer[Any]):
     state = serializers.ChoiceField(choices=TaskState.choices, required=False)

@@ -3,6 +3,7 @@ from django.urls import path
 from orchestration.api import views
 
 urlpatterns = [
+    path("queue/bulk-retry/", views.QueueBulkRetryView.as_view(), name="queue-bulk-retry"),
     path("tasks/", views.TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<uuid:pk>/", views.TaskDetailView.as_view(), name="task-detail"),
     path("tasks/<uuid:pk>/cancel/", views.TaskCancelView.as_view(), name="task-cancel"),

@@ -18,6 +18,8 @@ from orchestration.api.errors import error_body
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
     QueueAssignSerializer,
+    QueueBulkRetryResultSerializer,
+    QueueBulkRetrySerializer,
     QueueCloseSerializer,
     QueueDecisionSerializer,
     QueueNoteSerializer,
@@ -34,6 +36,7 @@ from orchestration.services.actors import user_actor
 from orchestration.services.approvals import ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
 from orchestration.services.queue import (
+    WORK_PERMISSION,
     task_assign,
     task_claim,
     task_close,
@@ -42,6 +45,8 @@ from orchestration.services.queue import (
     task_resolve,
     task_retry_now,
     task_send_back,
+    tasks_for_bulk_retry,
+    tasks_retry_bulk,
 )
 from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
 
@@ -284,3 +289,29 @@ class TaskCloseView(_QueueActionView):
             output=data["output"],
             seen_handoff_at=data["seen_handoff_at"],
         )
+
+
+class QueueBulkRetryView(APIView):
+    """After an incident: count the tasks handed off for one reason since a time, then (confirm) retry them all,
+    each on its own, audited like a single retry. Needs the queue permission."""
+
+    @extend_schema(
+        request=QueueBulkRetrySerializer,
+        responses={200: QueueBulkRetryResultSerializer, 400: _ERROR, 403: _ERROR, 409: _ERROR},
+    )
+    def post(self, request: Request) -> Response:
+        if not request.user.has_perm(WORK_PERMISSION):
+            return Response(error_body("not_permitted", "bulk retries need the queue permission"), status=403)
+        body = QueueBulkRetrySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        count = tasks_for_bulk_retry(reason=data["reason"], since=data["since"]).count()
+        if not data["confirm"]:
+            return Response({"count": count, "retried": [], "refused": []})
+        if data["expected_count"] is not None and data["expected_count"] != count:
+            message = f"{count} tasks match now, not the {data['expected_count']} you were shown: count again"
+            return Response(error_body("task_moved", message), status=409)
+        user: Any = request.user
+        outcome = tasks_retry_bulk(user=user, reason=data["reason"], since=data["since"], note=data["note"])
+        refused = [{"task": task_id, "why": why} for task_id, why in outcome.refused]
+        return Response({"count": count, "retried": outcome.retried, "refused": refused})

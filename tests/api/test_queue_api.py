@@ -133,3 +133,18 @@ def test_send_back_over_the_api(owner: User) -> None:
     assert steps[-1]["kind"] == "operator_instruction" and steps[-1]["output"]["before_turn"] == 2
     again = _operator("bob").post(_url(task, "send-back"), body, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "task_moved"
+
+
+def test_a_bulk_retry_counts_then_retries_what_was_counted(owner: User, exhausted: Task) -> None:
+    alice = _operator("alice")
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    body = {"reason": "retries_exhausted", "since": since, "note": "settlement fixed"}
+    counted = alice.post("/api/v1/queue/bulk-retry/", body, format="json")
+    assert counted.status_code == 200 and counted.json() == {"count": 1, "retried": [], "refused": []}
+    stale = alice.post("/api/v1/queue/bulk-retry/", {**body, "confirm": True, "expected_count": 5}, format="json")
+    assert stale.status_code == 409 and Task.objects.get(pk=exhausted.pk).state == TaskState.MANUAL_REVIEW
+    done = alice.post("/api/v1/queue/bulk-retry/", {**body, "confirm": True, "expected_count": 1}, format="json")
+    assert done.status_code == 200 and done.json()["retried"] == [str(exhausted.pk)]
+    assert Task.objects.get(pk=exhausted.pk).state == TaskState.PLANNED
+    client = _client_for(owner).post("/api/v1/queue/bulk-retry/", body, format="json")
+    assert client.status_code == 403
