@@ -9,16 +9,18 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
-from orchestration.console import console_act, console_context, console_queryset, waited_text
+from orchestration.console import console_act, console_context, console_task_or_404, waited_text
 from orchestration.forms import BulkRetryForm
 from orchestration.models import Approval, ApprovalDecision, HandoffReason, QueueTask, Task, TaskState
 from orchestration.policy.operator_actions import RETRIABLE_HANDOFFS
@@ -35,6 +37,22 @@ from orchestration.services.queue import (
 )
 
 
+class EstimatedCountPaginator(Paginator):
+    """The unfiltered task list is counted from PostgreSQL's statistics, not COUNT(*) over the whole table;
+    a filtered list (and every other database) is counted exactly."""
+
+    @cached_property
+    def count(self) -> int:
+        query = getattr(self.object_list, "query", None)
+        if connection.vendor == "postgresql" and query is not None and not query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Task._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] >= 10_000:  # below that, an exact count is cheap and the estimate may be stale
+                return int(row[0])
+        return super().count
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin[Task]):
     """Every task, read-only. A task's page is the console: its whole story and, in the manual queue, the forms to
@@ -47,6 +65,7 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     list_filter = ["state", "handoff_reason", "agent"]
     search_fields = ["=id", "=trace_id", "=idempotency_key", "goal"]
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
     list_select_related = ["owner"]
     actions = ["cancel_tasks"]
 
@@ -75,8 +94,7 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     ) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        task = get_object_or_404(console_queryset(), pk=object_id)
-        return self.render_console(request, task, {})
+        return self.render_console(request, console_task_or_404(object_id), {})
 
     def act_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         if request.method != "POST":
@@ -97,7 +115,10 @@ class TaskAdmin(admin.ModelAdmin[Task]):
         }
         return TemplateResponse(request, "admin/orchestration/task/console.html", context, status=status)
 
-    @admin.action(description="Cancel selected tasks")
+    def has_work_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(WORK_PERMISSION))
+
+    @admin.action(description="Cancel selected tasks", permissions=["work"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         cancelled = refused = 0
         for task in queryset:
@@ -178,13 +199,23 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             count = tasks_for_bulk_retry(reason=data["reason"], since=data["since"]).count()
-            if data["confirm"] and count:
+            if data["confirm"] and data["shown_count"] != count:
+                self.message_user(
+                    request, f"{count} tasks match now, not the count you were shown: check and confirm again",
+                    messages.WARNING,
+                )  # fmt: skip
+            elif data["confirm"] and count:
                 user: Any = request.user
                 outcome = tasks_retry_bulk(user=user, reason=data["reason"], since=data["since"], note=data["note"])
                 self.message_user(request, f"Retried {len(outcome.retried)} task(s).", messages.SUCCESS)
                 for task_id, why in outcome.refused:
                     self.message_user(request, f"{task_id[:8]} not retried: {why}", messages.WARNING)
                 return HttpResponseRedirect(reverse("admin:orchestration_queuetask_changelist"))
+        if count is not None:
+            form = BulkRetryForm(
+                {**request.POST.dict(), "shown_count": str(count), "confirm": ""}, reasons=reasons
+            )  # the count shown is the count a confirmation agrees to
+            form.is_valid()
         context = {**self.admin_site.each_context(request), "form": form, "count": count, "title": "Bulk retry"}
         return TemplateResponse(request, "admin/orchestration/queuetask/bulk_retry.html", context)
 

@@ -7,6 +7,7 @@ decides and acts, and a refusal comes back as a form error or a message. Nothing
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,8 +17,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -50,6 +52,7 @@ from orchestration.services.queue import (
     ASSIGN_PERMISSION,
     WORK_PERMISSION,
     QueueActionRefused,
+    result_schema_of,
     task_assign,
     task_claim,
     task_close,
@@ -60,7 +63,6 @@ from orchestration.services.queue import (
     task_retry_now,
     task_send_back,
 )
-from tools.selectors import active_contract
 
 JSON_SHOWN = 20_000  # characters of one JSON value shown on the page; the API has it whole
 
@@ -75,6 +77,14 @@ def console_queryset() -> QuerySet[Task]:
         Prefetch("approvals", queryset=Approval.objects.select_related("step", "decided_by")),
         Prefetch("spans", queryset=TaskSpan.objects.order_by("started_at", "id")),
     )
+
+
+def console_task_or_404(task_id: str) -> Task:
+    """The task for its page; a malformed id is a 404 like an unknown one (never a 500)."""
+    try:
+        return get_object_or_404(console_queryset(), pk=uuid.UUID(str(task_id)))
+    except ValueError:
+        raise Http404("no such task") from None
 
 
 @dataclass(frozen=True)
@@ -110,9 +120,9 @@ def _forms_for(task: Task, user: Any, bound: dict[str, forms.Form]) -> dict[str,
         "note": lambda: NoteForm(),
     }
     failed = _failed_tool_step(task)
-    contract = active_contract(failed.name) if failed else None
-    if contract is not None:
-        available["resolve"] = lambda: ResolveForm(initial=seen, result_schema=contract.result_schema)
+    schema = result_schema_of(failed) if failed else None
+    if schema is not None:
+        available["resolve"] = lambda: ResolveForm(initial=seen, result_schema=schema)
     if _pending_approval(task) is not None and user.has_perm(DECIDE_PERMISSION):
         available["approval"] = lambda: ApprovalForm(initial=seen)
     if user.has_perm(ASSIGN_PERMISSION):
@@ -184,7 +194,7 @@ def _live(until: datetime | None) -> bool:
 # --- acting -------------------------------------------------------------------------------------------
 def console_act(request: HttpRequest, task_id: str, action: str, render: Callable[..., HttpResponse]) -> HttpResponse:
     """Carry out one posted action; a form error re-renders the page with it, a refusal comes back as a message."""
-    task = get_object_or_404(console_queryset(), pk=task_id)
+    task = console_task_or_404(task_id)
     user = request.user
     back = HttpResponseRedirect(reverse("admin:orchestration_task_change", args=[task.pk]))
     handler = _HANDLERS.get(action)
@@ -205,7 +215,7 @@ def console_act(request: HttpRequest, task_id: str, action: str, render: Callabl
             return render(request, task, {handler.form_name: form}, status=400)
         messages.error(request, f"Not done: {refused}")
         return back
-    except ApprovalNotPending as refused:
+    except (ApprovalNotPending, PermissionDenied) as refused:
         messages.error(request, f"Not done: {refused}")
         return back
     messages.success(request, done)
@@ -221,8 +231,8 @@ class _Handler:
 
 def _resolve_form(task: Task, data: Any) -> forms.Form:
     failed = _failed_tool_step(task)
-    contract = active_contract(failed.name) if failed else None
-    return ResolveForm(data, result_schema=contract.result_schema if contract else {})
+    schema = result_schema_of(failed) if failed else None
+    return ResolveForm(data, result_schema=schema or {})
 
 
 def _resolve(task: Task, user: Any, form: Any) -> str:

@@ -129,8 +129,11 @@ def _field_for(label: str, schema: dict[str, Any], *, required: bool) -> forms.F
     required = required and "null" not in _types(schema)
     help_text = schema.get("description", "")
     if isinstance(schema.get("enum"), list):
-        choices = [("", "---------")] * (not required) + [(value, value) for value in schema["enum"]]
-        return forms.TypedChoiceField(choices=choices, required=required, label=label, help_text=help_text)
+        values = {str(value): value for value in schema["enum"]}  # the form sends text; the schema wants the value
+        choices = [("", "---------")] * (not required) + [(text, text) for text in values]
+        return forms.TypedChoiceField(
+            choices=choices, coerce=values.__getitem__, required=required, label=label, help_text=help_text
+        )
     if types == {"integer"}:
         return forms.IntegerField(required=required, label=label, help_text=help_text)
     if types == {"number"}:
@@ -155,6 +158,7 @@ class BulkRetryForm(forms.Form):
     since = forms.DateTimeField(help_text="Handed off at or after this time, e.g. 2026-12-01 14:00 (server time)")
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text=NOTE_HELP)
     confirm = forms.BooleanField(required=False, label="Yes, retry them all")
+    shown_count = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, reasons: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

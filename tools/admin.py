@@ -203,7 +203,7 @@ class ToolContractAdmin(admin.ModelAdmin[ToolContract]):
         except ContractInvalid as invalid:  # the form checked the same rules; this is a race with another edit
             self.message_user(request, f"Not saved: {invalid}", messages.ERROR)
 
-    @admin.action(description="Reset (close) the circuit breaker")
+    @admin.action(description="Reset (close) the circuit breaker", permissions=["change"])
     def reset_circuits(self, request: HttpRequest, queryset: QuerySet[ToolContract]) -> None:
         for contract in queryset:
             circuit_reset(contract.name)
@@ -236,3 +236,6 @@ class ToolCallRecordAdmin(admin.ModelAdmin[ToolCallRecord]):
 
     def has_change_permission(self, request: HttpRequest, obj: ToolCallRecord | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ToolCallRecord | None = None) -> bool:
+        return False  # a deleted record would let the same call run twice

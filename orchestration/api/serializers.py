@@ -235,6 +235,15 @@ class TaskSerializer(TaskSummarySerializer):
             "operator_actions",
         ]
 
+    def to_representation(self, task: Task) -> dict[str, Any]:
+        data = super().to_representation(task)
+        request = self.context.get("request")
+        user = getattr(request, "user", None)
+        if user is None or not (user.is_staff or user.has_perm("orchestration.work_queue")):
+            # A client sees what happened to its task, not operators' notes or who works it.
+            data["operator_actions"], data["claimed_by"] = [], None
+        return data
+
     @extend_schema_field(PendingApprovalSerializer(allow_null=True))
     def get_pending_approval(self, task: Task) -> dict[str, Any] | None:
         pending = [a for a in task.approvals.all() if a.decision == ApprovalDecision.PENDING]
@@ -282,7 +291,7 @@ class QueueBulkRetrySerializer(QueueNoteSerializer):
         required=False,
         allow_null=True,
         default=None,
-        help_text="With confirm: the count you were shown; refused (409) if the queue has changed since",
+        help_text="Required with confirm: the count you were shown; refused (409) if the queue has changed since",
     )
 
 

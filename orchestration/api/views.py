@@ -77,6 +77,12 @@ def _idempotency_key(request: Request) -> str:
     return key
 
 
+def _task_response(request: Request, pk: str) -> Response:
+    """The task as its detail endpoint shows it, to this caller."""
+    user: Any = request.user
+    return Response(TaskSerializer(task_detail_queryset(user).get(pk=pk), context={"request": request}).data)
+
+
 class TaskListCreateView(generics.ListAPIView[Task]):
     serializer_class = TaskSummarySerializer
 
@@ -133,7 +139,8 @@ class TaskListCreateView(generics.ListAPIView[Task]):
             return Response(error_body("idempotency_key_reused", str(exc)), status=422)
         task = task_detail_queryset(request.user).get(pk=submission.task.pk)  # type: ignore[arg-type]
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
-        return Response(TaskSerializer(task).data, status=code, headers={IDEMPOTENCY_HEADER: key})
+        shown = TaskSerializer(task, context={"request": request}).data
+        return Response(shown, status=code, headers={IDEMPOTENCY_HEADER: key})
 
 
 class TaskDetailView(generics.RetrieveAPIView[Task]):
@@ -151,8 +158,13 @@ class TaskCancelView(APIView):
     @extend_schema(request=None, responses={200: TaskSerializer, 404: _ERROR, 409: _ERROR})
     def post(self, request: Request, pk: str) -> Response:
         task = generics.get_object_or_404(tasks_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
+        if task.owner_id != request.user.pk and not request.user.has_perm(WORK_PERMISSION):
+            # A client cancels its own tasks; anyone else's is an operator's decision, with its permission.
+            return Response(
+                error_body("not_permitted", "cancelling another client's task needs the queue permission"), status=403
+            )
         task_cancel(task_id=task.pk, actor=user_actor(request.user))  # type: ignore[arg-type]
-        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+        return _task_response(request, pk)
 
 
 class TaskApprovalView(APIView):
@@ -178,7 +190,7 @@ class TaskApprovalView(APIView):
             )
         except ApprovalNotPending as exc:
             return Response(error_body("not_pending", str(exc)), status=409)
-        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+        return _task_response(request, pk)
 
 
 _QUEUE_RESPONSES = {200: TaskSerializer, 400: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR}
@@ -198,7 +210,7 @@ class _QueueActionView(APIView):
         body = self.body(data=request.data)
         body.is_valid(raise_exception=True)
         self.act(task.pk, request.user, dict(body.validated_data))
-        return Response(TaskSerializer(task_detail_queryset(request.user).get(pk=pk)).data)  # type: ignore[arg-type]
+        return _task_response(request, pk)
 
 
 @extend_schema(request=None, responses=_QUEUE_RESPONSES)
@@ -308,7 +320,12 @@ class QueueBulkRetryView(APIView):
         count = tasks_for_bulk_retry(reason=data["reason"], since=data["since"]).count()
         if not data["confirm"]:
             return Response({"count": count, "retried": [], "refused": []})
-        if data["expected_count"] is not None and data["expected_count"] != count:
+        if data["expected_count"] is None:
+            return Response(
+                error_body("invalid", "confirm with the count you were shown", {"expected_count": ["required"]}),
+                status=400,
+            )
+        if data["expected_count"] != count:
             message = f"{count} tasks match now, not the {data['expected_count']} you were shown: count again"
             return Response(error_body("task_moved", message), status=409)
         user: Any = request.user

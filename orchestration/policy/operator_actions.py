@@ -21,6 +21,8 @@ H = HandoffReason
 RETRIABLE_HANDOFFS = frozenset(
     {H.RETRIES_EXHAUSTED, H.MODEL_UNAVAILABLE, H.MODEL_REFUSED, H.DATABASE_FAILURES, H.REPLAN_CAP}
 )
+# Handoffs where one step's attempts ran out: a retry forgives that step's attempts.
+_STEP_BUDGET_HANDOFFS = frozenset({H.RETRIES_EXHAUSTED, H.MODEL_UNAVAILABLE, H.MODEL_REFUSED})
 # What fits the others instead.
 _INSTEAD_OF_RETRY: dict[str, str] = {
     H.DICTIONARY_HANDOFF: "resolve the failed step with a result, or close the task",
@@ -81,7 +83,7 @@ def operator_retry_decide(task: QueuedTask, *, actor: str, note: str) -> Decisio
     step, change, granted = task.failed_step, None, "the re-plan count starts again"
     if task.handoff_reason == H.RETRIES_EXHAUSTED and (step is None or step.kind != StepKind.TOOL_CALL):
         raise NotApplicable("the task has no failed tool call to retry")
-    if step is not None and task.handoff_reason != H.REPLAN_CAP:
+    if step is not None and task.handoff_reason in _STEP_BUDGET_HANDOFFS:
         change = StepChange(retries_forgiven=step.attempt)
         granted = f"a fresh retry budget for {step.name} (its {step.attempt} attempts no longer count)"
     elif task.handoff_reason == H.DATABASE_FAILURES:
@@ -142,6 +144,7 @@ def operator_resolve_decide(task: QueuedTask, *, actor: str, note: str, data: di
             ),
         ),
         due_at=task.now,
+        replans=0 if task.handoff_reason == H.REPLAN_CAP else None,
         step_change=StepChange(resolved_output=ToolResult.success(data).to_dict(), decided_by=actor),
     )
 

@@ -15,6 +15,7 @@ from orchestration.models import Approval, ApprovalDecision, OperatorAction, Ope
 from orchestration.policy.operator_actions import approval_decided_decide
 from orchestration.services.actors import user_actor
 from orchestration.services.decisions import decision_apply
+from orchestration.services.queue import OVERRIDE_PERMISSION, claim_blocks
 
 DECIDE_PERMISSION = "orchestration.decide_approval"
 
@@ -32,6 +33,9 @@ def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, 
         task = Task.objects.select_for_update().get(pk=approval.task_id)
         if approval.decision != ApprovalDecision.PENDING or task.state != TaskState.MANUAL_REVIEW:
             raise ApprovalNotPending(f"approval {approval_id} is {approval.decision.lower()}, not pending")
+        blocked = claim_blocks(task, user)
+        if blocked is not None and not user.has_perm(OVERRIDE_PERMISSION):  # type: ignore[attr-defined]
+            raise PermissionDenied(blocked)
         now = timezone.now()
         approval.decision = ApprovalDecision.APPROVED if approve else ApprovalDecision.REJECTED
         approval.message = message

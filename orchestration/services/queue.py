@@ -116,9 +116,17 @@ def task_note_add(*, task_id: object, user: AbstractBaseUser, note: str) -> Oper
 
 
 # --- decisions --------------------------------------------------------------------------------------
-def task_retry_now(*, task_id: object, user: AbstractBaseUser, note: str, seen_handoff_at: datetime | None) -> Task:
-    """The failed step gets a fresh retry budget granted by the operator, and the task resumes at once."""
-    with _acting_on(task_id, user, seen_handoff_at=seen_handoff_at, note=note) as task:
+def task_retry_now(
+    *,
+    task_id: object,
+    user: AbstractBaseUser,
+    note: str,
+    seen_handoff_at: datetime | None,
+    respect_claims: bool = False,
+) -> Task:
+    """The failed step gets a fresh retry budget granted by the operator, and the task resumes at once.
+    `respect_claims` leaves a task someone else holds to them even for an operator who may override claims."""
+    with _acting_on(task_id, user, seen_handoff_at=seen_handoff_at, note=note, respect_claims=respect_claims) as task:
         step = _failed_step(task)
         decision = _decided(lambda facts: operator_retry_decide(facts, actor=user_actor(user), note=note), task, step)
         decision_apply(task=task, step=step, decision=decision, actor=user_actor(user))
@@ -207,9 +215,15 @@ def tasks_retry_bulk(*, user: AbstractBaseUser, reason: str, since: datetime, no
             f"a retry cannot mend tasks handed off for {reason}", code="invalid", field_errors={"reason": [reason]}
         )
     retried, refused = [], []
-    for task_id in tasks_for_bulk_retry(reason=reason, since=since).values_list("pk", flat=True):
+    for task_id, handed_off_at in tasks_for_bulk_retry(reason=reason, since=since).values_list("pk", "handed_off_at"):
         try:
-            task_retry_now(task_id=task_id, user=user, note=f"bulk retry: {note}", seen_handoff_at=None)
+            task_retry_now(
+                task_id=task_id,
+                user=user,
+                note=f"bulk retry: {note}",
+                seen_handoff_at=handed_off_at,  # handed off again meanwhile (perhaps for another reason): not this
+                respect_claims=True,
+            )
             retried.append(str(task_id))
         except QueueActionRefused as refusal:
             refused.append((str(task_id), str(refusal)))
@@ -219,7 +233,12 @@ def tasks_retry_bulk(*, user: AbstractBaseUser, reason: str, since: datetime, no
 # --- the checks every action shares -------------------------------------------------------------------
 @contextmanager
 def _acting_on(
-    task_id: object, user: AbstractBaseUser, *, seen_handoff_at: datetime | None, note: str | None = None
+    task_id: object,
+    user: AbstractBaseUser,
+    *,
+    seen_handoff_at: datetime | None,
+    note: str | None = None,
+    respect_claims: bool = False,
 ) -> Iterator[Task]:
     """The task, locked in a transaction, if this operator may act on it now; otherwise a refusal."""
     _require(user, WORK_PERMISSION, "acting on tasks needs the 'Can claim and act on tasks' permission")
@@ -232,9 +251,15 @@ def _acting_on(
             raise QueueActionRefused(
                 "the task was handed off again since you opened it: reload it and decide again", code="task_moved"
             )
-        if _held_by_another(task, user) and not user.has_perm(OVERRIDE_PERMISSION):  # type: ignore[attr-defined]
-            raise QueueActionRefused(_held_message(task), code="held_elsewhere")
+        blocked = claim_blocks(task, user)
+        if blocked is not None and (respect_claims or not user.has_perm(OVERRIDE_PERMISSION)):  # type: ignore[attr-defined]
+            raise QueueActionRefused(blocked, code="held_elsewhere")
         yield task
+
+
+def claim_blocks(task: Task, user: AbstractBaseUser) -> str | None:
+    """Why `user` may not act on `task` because another operator holds it (their override aside), or None."""
+    return _held_message(task) if _held_by_another(task, user) else None
 
 
 def _refuse_if_not_queued(task: Task) -> None:
@@ -287,11 +312,19 @@ def _decided(decide: Callable[[QueuedTask], Decision], task: Task, step: Step | 
         raise QueueActionRefused(str(exc), code="not_applicable") from None
 
 
-def _require_valid_result(step: Step, data: Any) -> None:
+def result_schema_of(step: Step) -> dict[str, Any] | None:
+    """The result schema of the contract version the call ran under (its current one if none was recorded)."""
+    if step.contract_version is not None:
+        return dict(step.contract_version.result_schema)
     contract = active_contract(step.name)
-    if contract is None:
+    return contract.result_schema if contract else None
+
+
+def _require_valid_result(step: Step, data: Any) -> None:
+    schema = result_schema_of(step)
+    if schema is None:
         raise QueueActionRefused(f"{step.name} has no contract any more", code="not_applicable")
-    problem = result_problem(contract, data)
+    problem = result_problem(schema, data)
     if problem is not None:
         raise QueueActionRefused(
             f"the result does not match {step.name}'s result schema: {problem}",

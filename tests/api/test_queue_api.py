@@ -141,6 +141,8 @@ def test_a_bulk_retry_counts_then_retries_what_was_counted(owner: User, exhauste
     body = {"reason": "retries_exhausted", "since": since, "note": "settlement fixed"}
     counted = alice.post("/api/v1/queue/bulk-retry/", body, format="json")
     assert counted.status_code == 200 and counted.json() == {"count": 1, "retried": [], "refused": []}
+    unbound = alice.post("/api/v1/queue/bulk-retry/", {**body, "confirm": True}, format="json")
+    assert unbound.status_code == 400 and "expected_count" in unbound.json()["error"]["fields"]
     stale = alice.post("/api/v1/queue/bulk-retry/", {**body, "confirm": True, "expected_count": 5}, format="json")
     assert stale.status_code == 409 and Task.objects.get(pk=exhausted.pk).state == TaskState.MANUAL_REVIEW
     done = alice.post("/api/v1/queue/bulk-retry/", {**body, "confirm": True, "expected_count": 1}, format="json")
@@ -148,3 +150,19 @@ def test_a_bulk_retry_counts_then_retries_what_was_counted(owner: User, exhauste
     assert Task.objects.get(pk=exhausted.pk).state == TaskState.PLANNED
     client = _client_for(owner).post("/api/v1/queue/bulk-retry/", body, format="json")
     assert client.status_code == 403
+
+
+def test_a_client_sees_its_task_but_not_the_operators_notes_or_who_holds_it(exhausted: Task, owner: User) -> None:
+    alice = _operator("alice")
+    alice.post(_url(exhausted, "claim"))
+    alice.post(_url(exhausted, "notes"), {"note": "the customer was rude"}, format="json")
+    seen = _client_for(owner).get(f"/api/v1/tasks/{exhausted.pk}/").json()
+    assert seen["operator_actions"] == [] and seen["claimed_by"] is None
+    assert alice.get(f"/api/v1/tasks/{exhausted.pk}/").json()["claimed_by"] == "alice"
+
+
+def test_cancelling_another_clients_task_needs_the_queue_permission(exhausted: Task) -> None:
+    engineer = User.objects.create_user("erin", is_staff=True)
+    engineer.groups.add(Group.objects.get(name="platform engineers"))
+    response = _client_for(engineer).post(_url(exhausted, "cancel"))
+    assert response.status_code == 403 and Task.objects.get(pk=exhausted.pk).state == TaskState.MANUAL_REVIEW

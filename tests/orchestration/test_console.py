@@ -211,6 +211,28 @@ def test_a_bulk_retry_shows_the_count_before_it_acts(owner: User) -> None:
     preview = alice.post(url, form).content.decode()
     assert "<strong>2</strong> tasks would be retried now" in preview
     assert {t.state for t in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {TaskState.MANUAL_REVIEW}
-    done = alice.post(url, {**form, "confirm": "on"}, follow=True).content.decode()
+    assert 'name="shown_count" value="2"' in preview
+    stale = alice.post(url, {**form, "confirm": "on", "shown_count": "5"}, follow=True).content.decode()
+    assert "not the count you were shown" in stale
+    assert {t.state for t in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {TaskState.MANUAL_REVIEW}
+    done = alice.post(url, {**form, "confirm": "on", "shown_count": "2"}, follow=True).content.decode()
     assert "Retried 2 task(s)" in done
     assert {t.state for t in Task.objects.filter(pk__in=[t.pk for t in tasks])} == {TaskState.PLANNED}
+
+
+def test_a_malformed_task_id_is_a_404_not_a_500(owner: User) -> None:
+    alice = _logged_in("alice")
+    assert alice.get("/admin/orchestration/task/not-a-uuid/change/").status_code == 404
+    assert alice.post("/admin/orchestration/task/not-a-uuid/act/retry/", {"note": "n"}).status_code == 404
+    assert alice.post("/admin/orchestration/task/a/b/act/retry/", {"note": "n"}).status_code == 404
+
+
+def test_an_approval_held_by_another_operator_is_theirs_to_decide(owner: User) -> None:
+    task = _run(submit_task(owner, goal="Refund order A-1002", task_input={**REFUND, "amount_cents": 90000}))
+    bob = _logged_in("bob")
+    assert bob.post(_act(task, "claim")).status_code == 302
+    response = _logged_in("alice").post(
+        _act(task, "approval"), {"verdict": "approve", "note": "ok", "confirm": "on"}, follow=True
+    )
+    assert "bob holds this task" in response.content.decode()
+    assert Task.objects.get(pk=task.pk).state == TaskState.MANUAL_REVIEW

@@ -161,14 +161,14 @@ def _run_and_record(
         return result
 
 
-def result_problem(contract: Contract, data: Any) -> str | None:
-    """What is wrong with `data` as this tool's result (its result schema, JSON, NUL), or None: for results an
+def result_problem(result_schema: dict[str, Any], data: Any) -> str | None:
+    """What is wrong with `data` as a result under this result schema (or JSON, NUL), or None: for results an
     operator enters in the tool's place."""
     if not isinstance(data, dict):
         return "a result is a JSON object"
     if contains_nul(data):
         return "the result must not contain NUL characters (\\u0000)"
-    error = _first_error(data, contract.result_schema)
+    error = _first_error(data, result_schema)
     return f"{_path(error)}: {error.message}" if error is not None else None
 
 
