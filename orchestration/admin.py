@@ -20,7 +20,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
-from orchestration.console import console_act, console_context, console_task_or_404, waited_text
+from orchestration.console import console_act, console_context, console_task_or_404, step_snapshot, waited_text
 from orchestration.forms import BulkRetryForm
 from orchestration.models import Approval, ApprovalDecision, HandoffReason, QueueTask, Task, TaskState
 from orchestration.policy.operator_actions import RETRIABLE_HANDOFFS
@@ -87,7 +87,20 @@ class TaskAdmin(admin.ModelAdmin[Task]):
 
     def get_urls(self) -> list[URLPattern]:
         act = self.admin_site.admin_view(self.act_view)
-        return [path("<path:object_id>/act/<str:action>/", act, name="orchestration_task_act"), *super().get_urls()]
+        snapshot = self.admin_site.admin_view(self.snapshot_view)
+        return [
+            path("<path:object_id>/act/<str:action>/", act, name="orchestration_task_act"),
+            path("<path:object_id>/steps/<int:seq>/<str:part>/", snapshot, name="orchestration_task_snapshot"),
+            *super().get_urls(),
+        ]
+
+    def snapshot_view(self, request: HttpRequest, object_id: str, seq: int, part: str) -> HttpResponse:
+        """A step's input or output as text, fetched when an operator opens it on the task page."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        shown = step_snapshot(object_id, seq, part)
+        text = shown.text + ("\n... cut; the API has it whole" if shown.cut else "")
+        return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None

@@ -18,7 +18,8 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, TextField
+from django.db.models.functions import Cast, Length
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -70,7 +71,8 @@ JSON_SHOWN = 20_000  # characters of one JSON value shown on the page; the API h
 def console_queryset() -> QuerySet[Task]:
     """One query per relation, whatever the number of steps: the page's query count is bounded."""
     return Task.objects.select_related("owner", "claimed_by", "agent_version__agent").prefetch_related(
-        Prefetch("steps", queryset=Step.objects.select_related("contract_version").order_by("seq")),
+        # A step's snapshots are fetched when an operator opens them (step_snapshot), not with the page.
+        Prefetch("steps", queryset=_steps_without_snapshots()),
         "transitions",
         Prefetch("recovery_decisions", queryset=RecoveryDecision.objects.select_related("step").order_by("id")),
         Prefetch("operator_actions", queryset=OperatorAction.objects.select_related("actor").order_by("id")),
@@ -85,6 +87,23 @@ def console_task_or_404(task_id: str) -> Task:
         return get_object_or_404(console_queryset(), pk=uuid.UUID(str(task_id)))
     except ValueError:
         raise Http404("no such task") from None
+
+
+def _steps_without_snapshots() -> QuerySet[Step]:
+    sizes = {
+        "input_chars": Length(Cast("input", output_field=TextField())),
+        "output_chars": Length(Cast("output", output_field=TextField())),
+    }
+    return Step.objects.select_related("contract_version").defer("input", "output").annotate(**sizes).order_by("seq")
+
+
+def step_snapshot(task_id: str, seq: int, part: str) -> Shown:
+    """One step's input or output, pretty-printed, for the timeline to show when it is opened."""
+    task = console_task_or_404(task_id)
+    if part not in ("input", "output"):
+        raise Http404("a step has an input and an output")
+    value = get_object_or_404(Step.objects.only(part), task=task, seq=seq)
+    return Shown.of(getattr(value, part))
 
 
 @dataclass(frozen=True)
@@ -147,7 +166,11 @@ def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None =
     )
     return {
         "task": task,
-        "steps": [{"step": s, "input": Shown.of(s.input), "output": Shown.of(s.output)} for s in steps],
+        "steps": steps,
+        # One reverse() for the page, not two per step: `<base><seq>/input/` is the snapshot's URL.
+        "snapshot_base": reverse("admin:orchestration_task_snapshot", args=[task.pk, 0, "input"]).removesuffix(
+            "0/input/"
+        ),
         "decisions": [
             {"decision": d, "envelope": Shown.of(d.envelope) if d.envelope else None}
             for d in task.recovery_decisions.all()

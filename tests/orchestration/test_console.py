@@ -236,3 +236,23 @@ def test_an_approval_held_by_another_operator_is_theirs_to_decide(owner: User) -
     )
     assert "bob holds this task" in response.content.decode()
     assert Task.objects.get(pk=task.pk).state == TaskState.MANUAL_REVIEW
+
+
+def test_a_steps_snapshots_load_when_opened(owner: User) -> None:
+    task = _exhausted(owner)
+    alice = _logged_in("alice")
+    page = alice.get(_page(task)).content.decode()
+    assert (
+        'data-src="/admin/orchestration/task/' in page
+        and "A-1002" not in page.split('id="timeline"')[1].split("</table>")[0]
+    )
+    step = Step.objects.get(task=task, name="refund_order")
+    url = reverse("admin:orchestration_task_snapshot", args=[task.pk, step.seq, "input"])
+    shown = alice.get(url)
+    assert shown.status_code == 200 and '"order_number": "A-1002"' in shown.content.decode()
+    assert (
+        alice.get(reverse("admin:orchestration_task_snapshot", args=[task.pk, step.seq, "secrets"])).status_code == 404
+    )
+    stranger = Client()
+    stranger.force_login(User.objects.create_user("nobody", is_staff=True))
+    assert stranger.get(url).status_code == 403
