@@ -20,20 +20,20 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
-from orchestration.console import console_act, console_context, console_task_or_404, step_snapshot, waited_text
+from orchestration.console import console_context, console_task_or_404, step_snapshot, waited_text
+from orchestration.console_actions import console_act
 from orchestration.forms import BulkRetryForm
 from orchestration.models import Approval, ApprovalDecision, HandoffReason, QueueTask, Task, TaskState
 from orchestration.policy.operator_actions import RETRIABLE_HANDOFFS
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
+from orchestration.services.bulk_retry import tasks_for_bulk_retry, tasks_retry_bulk
 from orchestration.services.cancellation import task_cancel
 from orchestration.services.queue import (
     WORK_PERMISSION,
     QueueActionRefused,
     task_claim,
     task_release,
-    tasks_for_bulk_retry,
-    tasks_retry_bulk,
 )
 
 

@@ -15,12 +15,9 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch, QuerySet, TextField
 from django.db.models.functions import Cast, Length
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -48,21 +45,11 @@ from orchestration.models import (
     TaskSpan,
     TaskState,
 )
-from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
+from orchestration.services.approvals import DECIDE_PERMISSION
 from orchestration.services.queue import (
     ASSIGN_PERMISSION,
     WORK_PERMISSION,
-    QueueActionRefused,
     result_schema_of,
-    task_assign,
-    task_claim,
-    task_close,
-    task_note_add,
-    task_queue_cancel,
-    task_release,
-    task_resolve,
-    task_retry_now,
-    task_send_back,
 )
 
 JSON_SHOWN = 20_000  # characters of one JSON value shown on the page; the API has it whole
@@ -138,24 +125,24 @@ def _forms_for(task: Task, user: Any, bound: dict[str, forms.Form]) -> dict[str,
         "cancel": lambda: CancelForm(initial=seen),
         "note": lambda: NoteForm(),
     }
-    failed = _failed_tool_step(task)
+    failed = failed_tool_step(task)
     schema = result_schema_of(failed) if failed else None
     if schema is not None:
         available["resolve"] = lambda: ResolveForm(initial=seen, result_schema=schema)
-    if _pending_approval(task) is not None and user.has_perm(DECIDE_PERMISSION):
+    if pending_approval(task) is not None and user.has_perm(DECIDE_PERMISSION):
         available["approval"] = lambda: ApprovalForm(initial=seen)
     if user.has_perm(ASSIGN_PERMISSION):
         available["assign"] = lambda: AssignForm()
     return {name: bound.get(name) or make() for name, make in available.items()}
 
 
-def _failed_tool_step(task: Task) -> Step | None:
+def failed_tool_step(task: Task) -> Step | None:
     steps = list(task.steps.all())
     last = steps[-1] if steps else None
     return last if last and last.state == StepState.FAILED and last.kind == StepKind.TOOL_CALL else None
 
 
-def _pending_approval(task: Task) -> Approval | None:
+def pending_approval(task: Task) -> Approval | None:
     return next((a for a in task.approvals.all() if a.decision == ApprovalDecision.PENDING), None)
 
 
@@ -178,7 +165,7 @@ def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None =
         "transitions": list(task.transitions.all()),
         "operator_actions": list(task.operator_actions.all()),
         "spans": [_span_row(span) for span in task.spans.all()],
-        "pending_approval": _pending_approval(task),
+        "pending_approval": pending_approval(task),
         "result": Shown.of(task.result) if task.result is not None else None,
         "task_input": Shown.of(task.input),
         "totals": {
@@ -212,126 +199,3 @@ def waited_text(seconds: float) -> str:
 
 def _live(until: datetime | None) -> bool:
     return until is not None and until > timezone.now()
-
-
-# --- acting -------------------------------------------------------------------------------------------
-def console_act(request: HttpRequest, task_id: str, action: str, render: Callable[..., HttpResponse]) -> HttpResponse:
-    """Carry out one posted action; a form error re-renders the page with it, a refusal comes back as a message."""
-    task = console_task_or_404(task_id)
-    user = request.user
-    back = HttpResponseRedirect(reverse("admin:orchestration_task_change", args=[task.pk]))
-    handler = _HANDLERS.get(action)
-    if handler is None:
-        messages.error(request, f"unknown action {action!r}")
-        return back
-    form = handler.form(task, request.POST)
-    if form is not None and not form.is_valid():
-        return render(request, task, {handler.form_name: form}, status=400)
-    try:
-        done = handler.act(task, user, form)
-    except QueueActionRefused as refused:
-        if refused.code == "invalid" and form is not None:
-            for field, problems in refused.field_errors.items():
-                form.add_error(field if field in form.fields else None, "; ".join(problems) or str(refused))
-            if not refused.field_errors:
-                form.add_error(None, str(refused))
-            return render(request, task, {handler.form_name: form}, status=400)
-        messages.error(request, f"Not done: {refused}")
-        return back
-    except (ApprovalNotPending, PermissionDenied) as refused:
-        messages.error(request, f"Not done: {refused}")
-        return back
-    messages.success(request, done)
-    return back
-
-
-@dataclass(frozen=True)
-class _Handler:
-    form_name: str
-    form: Callable[[Task, Any], forms.Form | None]
-    act: Callable[[Task, Any, Any], str]
-
-
-def _resolve_form(task: Task, data: Any) -> forms.Form:
-    failed = _failed_tool_step(task)
-    schema = result_schema_of(failed) if failed else None
-    return ResolveForm(data, result_schema=schema or {})
-
-
-def _resolve(task: Task, user: Any, form: Any) -> str:
-    seen = form.cleaned_data["seen_handoff_at"]
-    task_resolve(task_id=task.pk, user=user, note=form.cleaned_data["note"], data=form.result(), seen_handoff_at=seen)
-    return "Resolved: the agent resumes with the result you entered."
-
-
-def _retry(task: Task, user: Any, form: Any) -> str:
-    seen, note = form.cleaned_data["seen_handoff_at"], form.cleaned_data["note"]
-    task_retry_now(task_id=task.pk, user=user, note=note, seen_handoff_at=seen)
-    return "Retrying now, with a fresh retry budget."
-
-
-def _send_back(task: Task, user: Any, form: Any) -> str:
-    data = form.cleaned_data
-    seen, note = data["seen_handoff_at"], data["note"]
-    task_send_back(task_id=task.pk, user=user, note=note, instruction=data["instruction"], seen_handoff_at=seen)
-    return "Sent back: the agent reads your instruction before its next turn."
-
-
-def _close(task: Task, user: Any, form: Any) -> str:
-    data = form.cleaned_data
-    task_close(
-        task_id=task.pk, user=user, note=data["note"], output=data["output"], seen_handoff_at=data["seen_handoff_at"]
-    )
-    return "Closed: the task is COMPLETED with your result."
-
-
-def _cancel(task: Task, user: Any, form: Any) -> str:
-    data = form.cleaned_data
-    task_queue_cancel(task_id=task.pk, user=user, note=data["note"], seen_handoff_at=data["seen_handoff_at"])
-    return "Cancelled."
-
-
-def _approval(task: Task, user: Any, form: Any) -> str:
-    pending = _pending_approval(task)
-    if pending is None:
-        raise ApprovalNotPending("this task holds no call for approval")
-    approve = form.cleaned_data["verdict"] == "approve"
-    if not user.has_perm(DECIDE_PERMISSION):
-        raise QueueActionRefused("deciding approvals needs its permission", code="not_permitted")
-    approval_decide(approval_id=pending.pk, user=user, approve=approve, message=form.cleaned_data["note"])
-    return "Approved: the call runs now." if approve else "Rejected: the model hears why."
-
-
-def _note(task: Task, user: Any, form: Any) -> str:
-    task_note_add(task_id=task.pk, user=user, note=form.cleaned_data["note"])
-    return "Note added."
-
-
-def _assign(task: Task, user: Any, form: Any) -> str:
-    assignee: User = form.cleaned_data["assignee"]
-    task_assign(task_id=task.pk, user=user, assignee=assignee, note=form.cleaned_data["note"])
-    return f"Assigned to {assignee.get_username()}."
-
-
-def _claim(task: Task, user: Any, form: Any) -> str:
-    task_claim(task_id=task.pk, user=user)
-    return "You hold this task now."
-
-
-def _release(task: Task, user: Any, form: Any) -> str:
-    task_release(task_id=task.pk, user=user)
-    return "Released."
-
-
-_HANDLERS: dict[str, _Handler] = {
-    "retry": _Handler("retry", lambda task, data: RetryForm(data), _retry),
-    "resolve": _Handler("resolve", _resolve_form, _resolve),
-    "send_back": _Handler("send_back", lambda task, data: SendBackForm(data), _send_back),
-    "close": _Handler("close", lambda task, data: CloseForm(data), _close),
-    "cancel": _Handler("cancel", lambda task, data: CancelForm(data), _cancel),
-    "approval": _Handler("approval", lambda task, data: ApprovalForm(data), _approval),
-    "note": _Handler("note", lambda task, data: NoteForm(data), _note),
-    "assign": _Handler("assign", lambda task, data: AssignForm(data), _assign),
-    "claim": _Handler("claim", lambda task, data: None, _claim),
-    "release": _Handler("release", lambda task, data: None, _release),
-}

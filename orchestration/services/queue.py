@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from orchestration.models import (
@@ -32,7 +31,6 @@ from orchestration.models import (
 )
 from orchestration.policy.decision import Decision
 from orchestration.policy.operator_actions import (
-    RETRIABLE_HANDOFFS,
     FailedStep,
     NotApplicable,
     QueuedTask,
@@ -67,7 +65,7 @@ class QueueActionRefused(Exception):
 def task_claim(*, task_id: object, user: AbstractBaseUser) -> Task:
     """Hold the task: exactly one operator at a time (settled by one conditional UPDATE), until the claim
     expires (OPERATOR_CLAIM_SECONDS) or is released. Claiming a task one already holds renews the claim."""
-    _require(user, WORK_PERMISSION, "claiming tasks needs the 'Can claim and act on tasks' permission")
+    require_permission(user, WORK_PERMISSION, "claiming tasks needs the 'Can claim and act on tasks' permission")
     now = timezone.now()
     with transaction.atomic():
         free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lte=now) | Q(claimed_by=user)
@@ -93,7 +91,7 @@ def task_release(*, task_id: object, user: AbstractBaseUser) -> Task:
 
 def task_assign(*, task_id: object, user: AbstractBaseUser, assignee: AbstractBaseUser, note: str) -> Task:
     """Hand the task to a colleague who works the queue: they hold it now, with a fresh claim."""
-    _require(user, ASSIGN_PERMISSION, "assigning tasks needs the 'Can assign tasks' permission")
+    require_permission(user, ASSIGN_PERMISSION, "assigning tasks needs the 'Can assign tasks' permission")
     if not assignee.is_active or not assignee.has_perm(WORK_PERMISSION):  # type: ignore[attr-defined]
         raise QueueActionRefused(
             f"{assignee.get_username()} does not work the queue", code="invalid", field_errors={"assignee": []}
@@ -108,8 +106,8 @@ def task_assign(*, task_id: object, user: AbstractBaseUser, assignee: AbstractBa
 
 def task_note_add(*, task_id: object, user: AbstractBaseUser, note: str) -> OperatorAction:
     """An operator's note on the task, for whoever works it next."""
-    _require(user, WORK_PERMISSION, "notes need the 'Can claim and act on tasks' permission")
-    _require_note(note)
+    require_permission(user, WORK_PERMISSION, "notes need the 'Can claim and act on tasks' permission")
+    require_note(note)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task_id)
         return _audit(task, user, OperatorActionKind.NOTE, note)
@@ -190,46 +188,6 @@ def task_queue_cancel(*, task_id: object, user: AbstractBaseUser, note: str, see
     return task
 
 
-@dataclass(frozen=True)
-class BulkRetry:
-    retried: list[str]
-    """Ids of the tasks that resume now."""
-    refused: list[tuple[str, str]]
-    """(task id, why) of those left in the queue: held by someone else, or moved meanwhile."""
-
-
-def tasks_for_bulk_retry(*, reason: str, since: datetime) -> QuerySet[Task]:
-    """The tasks a bulk retry would act on: waiting for `reason` since `since` or later, oldest first."""
-    return Task.objects.filter(state=TaskState.MANUAL_REVIEW, handoff_reason=reason, handed_off_at__gte=since).order_by(
-        "handed_off_at"
-    )
-
-
-def tasks_retry_bulk(*, user: AbstractBaseUser, reason: str, since: datetime, note: str) -> BulkRetry:
-    """After an incident: retry now every task handed off for `reason` since `since`, each in its own transaction
-    (one refusal does not stop the others), each audited like a single retry."""
-    _require(user, WORK_PERMISSION, "retrying tasks needs the 'Can claim and act on tasks' permission")
-    _require_note(note)
-    if reason not in RETRIABLE_HANDOFFS:
-        raise QueueActionRefused(
-            f"a retry cannot mend tasks handed off for {reason}", code="invalid", field_errors={"reason": [reason]}
-        )
-    retried, refused = [], []
-    for task_id, handed_off_at in tasks_for_bulk_retry(reason=reason, since=since).values_list("pk", "handed_off_at"):
-        try:
-            task_retry_now(
-                task_id=task_id,
-                user=user,
-                note=f"bulk retry: {note}",
-                seen_handoff_at=handed_off_at,  # handed off again meanwhile (perhaps for another reason): not this
-                respect_claims=True,
-            )
-            retried.append(str(task_id))
-        except QueueActionRefused as refusal:
-            refused.append((str(task_id), str(refusal)))
-    return BulkRetry(retried=retried, refused=refused)
-
-
 # --- the checks every action shares -------------------------------------------------------------------
 @contextmanager
 def _acting_on(
@@ -241,9 +199,9 @@ def _acting_on(
     respect_claims: bool = False,
 ) -> Iterator[Task]:
     """The task, locked in a transaction, if this operator may act on it now; otherwise a refusal."""
-    _require(user, WORK_PERMISSION, "acting on tasks needs the 'Can claim and act on tasks' permission")
+    require_permission(user, WORK_PERMISSION, "acting on tasks needs the 'Can claim and act on tasks' permission")
     if note is not None:
-        _require_note(note)
+        require_note(note)
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=task_id)
         _refuse_if_not_queued(task)
@@ -280,12 +238,12 @@ def _held_message(task: Task) -> str:
     return f"{holder} holds this task (until {until})"
 
 
-def _require(user: AbstractBaseUser, permission: str, message: str) -> None:
+def require_permission(user: AbstractBaseUser, permission: str, message: str) -> None:
     if not user.is_active or not user.has_perm(permission):  # type: ignore[attr-defined]
         raise QueueActionRefused(message, code="not_permitted")
 
 
-def _require_note(note: str) -> None:
+def require_note(note: str) -> None:
     if not note.strip():
         raise QueueActionRefused("say why, in a note", code="invalid", field_errors={"note": ["required"]})
 

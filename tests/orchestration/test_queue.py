@@ -25,6 +25,7 @@ from orchestration.models import (
     Task,
     TaskState,
 )
+from orchestration.services.bulk_retry import tasks_for_bulk_retry, tasks_retry_bulk
 from orchestration.services.execution import task_run
 from orchestration.services.queue import (
     QueueActionRefused,
@@ -37,8 +38,6 @@ from orchestration.services.queue import (
     task_resolve,
     task_retry_now,
     task_send_back,
-    tasks_for_bulk_retry,
-    tasks_retry_bulk,
 )
 from shop.models import Order, Refund
 from tests.factories import submit_task
