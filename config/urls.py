@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orchestration.health import healthz, readyz
+from orchestration.metrics_view import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,7 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="metrics"),
 ]
 
 handler404 = "orchestration.api.errors.json_404"

@@ -1,11 +1,14 @@
-"""Celery signal hooks: the trace id rides in every message's headers and is bound in the worker's logs."""
+"""Signal hooks: the trace id rides in every Celery message's headers and is bound in the worker's logs; a
+process's metric series are created at zero before its first request or task."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery.signals import before_task_publish, task_postrun, task_prerun
+from django.core.signals import request_started
 
+from orchestration import metrics
 from orchestration.tracing import TRACE_HEADER, task_id_var, trace_id_var
 
 _TOKENS: dict[str, Any] = {}
@@ -32,3 +35,11 @@ def _unbind_trace(task_id: str | None = None, **_: Any) -> None:
     if tokens is not None:
         trace_id_var.reset(tokens[0])
         task_id_var.reset(tokens[1])
+
+
+def _metric_series_warm_up(**_: Any) -> None:
+    metrics.series_warm_up()  # once per process; a no-op after that
+
+
+task_prerun.connect(_metric_series_warm_up, weak=False)
+request_started.connect(_metric_series_warm_up, weak=False, dispatch_uid="metric-series-warm-up")

@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 PORT = os.environ.get("PORT", "8000")
 BASE_URL = f"http://127.0.0.1:{PORT}"
+# The worker's prefork children count in files here; its parent serves them on this port.
+WORKER_METRICS_PORT = os.environ.get("WORKER_METRICS_PORT", "9808")
+WORKER_METRICS_DIR = ROOT / "var" / "metrics" / "worker"
 
 
 def _environment() -> dict[str, str]:
@@ -32,6 +35,15 @@ def _environment() -> dict[str, str]:
     for name in ("DATABASE_URL", "REDIS_URL"):  # the embedded mode ignores production addresses
         env.pop(name, None)
     return env
+
+
+def _worker_environment(env: dict[str, str]) -> dict[str, str]:
+    return {
+        **env,
+        "PROMETHEUS_MULTIPROC_DIR": str(WORKER_METRICS_DIR),
+        "CELERY_METRICS_PORT": WORKER_METRICS_PORT,
+        "CELERY_METRICS_ADDRESS": "127.0.0.1",
+    }
 
 
 def _manage(env: dict[str, str], *args: str) -> str:
@@ -54,6 +66,18 @@ def _wait_for_web(process: subprocess.Popen[bytes]) -> None:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
     sys.exit("the web server did not answer within 20 s; see var/log/web.log")
+
+
+def _submit(token: str, key: str, body: dict[str, Any]) -> str:
+    """Submit a demo task as a client would (its key makes a rerun return the same task); returns its id."""
+    request = urllib.request.Request(
+        f"{BASE_URL}/api/v1/tasks/",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json", "Idempotency-Key": key},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.load(response)["id"])
 
 
 def _task_state(token: str, task_id: str) -> dict[str, Any]:
@@ -92,7 +116,12 @@ def main() -> None:
     celery = [PYTHON, "-m", "celery", "-A", "config"]
     processes = [
         _start(env, "web", [PYTHON, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"], logs),
-        _start(env, "worker", [*celery, "worker", "--concurrency", "2", "--loglevel", "INFO"], logs),
+        _start(
+            _worker_environment(env),
+            "worker",
+            [*celery, "worker", "--concurrency", "2", "--loglevel", "INFO"],
+            logs,
+        ),
         _start(env, "beat", [*celery, "beat", "--loglevel", "INFO", "-s", "var/celerybeat-schedule"], logs),
     ]
 
@@ -112,6 +141,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     _wait_for_web(processes[0])
     demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
+    task_ids = [_submit(demo["token"], item["key"], item["body"]) for item in demo["submissions"]]
 
     password = demo["admin_password"] or "(set on first run; reset with: make admin-password)"
     roles = demo["role_passwords"]
@@ -126,6 +156,7 @@ The platform is running (embedded mode: SQLite, filesystem broker, offline model
              contracts and agents as an engineer:   user: engineer   password: {engineer}
   API docs   {BASE_URL}/api/docs/
   API token  {demo["token"]}
+  Metrics    {BASE_URL}/metrics (web, and the database gauges)   http://127.0.0.1:{WORKER_METRICS_PORT}/metrics (worker)
   Logs       var/log/web.log, var/log/worker.log, var/log/beat.log
 
 Submit a task:
@@ -137,7 +168,7 @@ Then follow it:  curl -s -H 'Authorization: Token {demo["token"]}' {BASE_URL}/ap
 
 Demo tasks:"""
     )
-    _follow_demo(demo["token"], demo["tasks"], processes)
+    _follow_demo(demo["token"], task_ids, processes)
     print("\nPress Ctrl-C to stop.")
     while all(p.poll() is None for p in processes):
         time.sleep(1)

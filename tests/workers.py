@@ -40,6 +40,11 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def children(self) -> list[int]:
+        """The pids of the pool's processes, as the kernel lists them."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once, as the OOM killer or a lost node would."""
         if self.process.poll() is None:
@@ -99,12 +104,12 @@ def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[StartWorker
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     started: list[WorkerProcess] = []
 
-    def start(*, concurrency: int = 1, **env_overrides: str) -> WorkerProcess:
+    def start(*, concurrency: int = 1, args: Sequence[str] = (), **env_overrides: str) -> WorkerProcess:
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "--pool", "prefork", "--concurrency", str(concurrency),
             "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--loglevel", "INFO", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h",
+            "--loglevel", "INFO", "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h", *args,
         ]  # fmt: skip
         worker = _spawn(command, _process_environment(env_overrides), tmp_path / f"worker-{len(started)}.log")
         started.append(worker)

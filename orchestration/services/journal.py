@@ -18,7 +18,9 @@ from django.utils import timezone
 
 from agent_runtime.journal import RunSuspended, TurnUsage
 from lib.strict_json import loads_strict
+from orchestration import metrics
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
+from orchestration.policy.budgets import BudgetFacts, Spend, budget_decide
 from orchestration.policy.model_turns import TurnOutcome, turn_decide
 from orchestration.policy.operator_actions import cancelled_mid_step_decide, rejected_call_result
 from orchestration.policy.tool_results import ToolOutcome, tool_call_begin_decide, tool_result_decide
@@ -61,8 +63,8 @@ class DatabaseJournal:
         self._turn = turn
         return await sync_to_async(self._recorded_output, thread_sensitive=True)(_turn_ref(turn))
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
-        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request)
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
+        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request, worst_case)
 
     async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
@@ -107,17 +109,28 @@ class DatabaseJournal:
             return None
         return step
 
-    def _begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
+    def _begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
         ref = _turn_ref(turn)
         deadline = settings.MODEL_CALL_TIMEOUT_SECONDS
         with transaction.atomic():
             task = self._locked()
-            step = step_begin(
-                task=task, kind=StepKind.MODEL_TURN, ref=ref, name=model, step_input=request, deadline_seconds=deadline
-            )
-            self._attempts[ref] = step.attempt
-            task_lease_renew(task, step_deadline_seconds=deadline)
-            task.save()
+            over_budget = budget_decide(_budget_facts(task, worst_case))
+            if over_budget is None:
+                step = step_begin(
+                    task=task,
+                    kind=StepKind.MODEL_TURN,
+                    ref=ref,
+                    name=model,
+                    step_input=request,
+                    deadline_seconds=deadline,
+                )
+                self._attempts[ref] = step.attempt
+                task_lease_renew(task, step_deadline_seconds=deadline)
+                task.save()
+            else:
+                decision_apply(task=task, decision=over_budget, actor=self.actor)
+        if over_budget is not None:  # raised once the handoff is committed: the model is not asked
+            raise RunSuspended("the next model request could cross the task's budget")
         return step.attempt
 
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
@@ -137,6 +150,13 @@ class DatabaseJournal:
                 input_tokens=F("input_tokens") + usage.input_tokens,
                 output_tokens=F("output_tokens") + usage.output_tokens,
                 cost=F("cost") + usage.cost,
+            )
+            metrics.model_usage_count(
+                task_id=self.lease.task_id,
+                model=step.name if step is not None else self._model_of(turn),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=usage.cost,
             )
             stop = self._after_turn(step, response)
         # Outside the transaction: raising inside it would roll back what was just recorded.
@@ -166,6 +186,11 @@ class DatabaseJournal:
             return  # not ours to record: the worker that took the task over records what it finds
         decision = cancelled_mid_step_decide(step_seq=step.seq, step_name=step.name, recorded=recorded)
         decision_apply(task=task, step=step, decision=decision, actor=self.actor)
+
+    def _model_of(self, turn: int) -> str:
+        """The model a turn asked, read back when its late answer no longer closes the step."""
+        name = Step.objects.filter(task_id=self.lease.task_id, ref=_turn_ref(turn)).values_list("name", flat=True)
+        return name.first() or ""
 
     def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         with transaction.atomic():
@@ -271,6 +296,15 @@ class DatabaseJournal:
             decision = tool_result_decide(outcome, policy_limits())
             decision_apply(task=task, step=step, decision=decision, actor=self.actor)
             return result.to_json() if decision.run_goes_on else None
+
+
+def _budget_facts(task: Task, worst_case: TurnUsage) -> BudgetFacts:
+    return BudgetFacts(
+        spent=Spend(tokens=task.input_tokens + task.output_tokens, cost=task.cost),
+        request=Spend(tokens=worst_case.input_tokens + worst_case.output_tokens, cost=worst_case.cost),
+        token_budget=task.token_budget,
+        cost_budget=task.cost_budget,
+    )
 
 
 def _outcome(result: ToolResult) -> str:

@@ -10,6 +10,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from lib.strict_json import without_nul
+from orchestration import metrics
 from orchestration.models import Step, StepKind, Task
 
 
@@ -60,6 +61,7 @@ def step_begin(
     step.finished_at = None
     step.duration_ms = None
     step.save()
+    metrics.step_started_count(step)
     return step
 
 
@@ -83,6 +85,7 @@ def step_close(
     step.output_tokens = output_tokens
     step.cost = cost
     step.save()
+    metrics.step_ended_count(step)
 
 
 def step_instruction_record(*, task: Task, actor: str, text: str, before_turn: int) -> Step:

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from orchestration import metrics
 from orchestration.models import RUNNABLE_STATES, Step, StepState, Task
 from orchestration.services.lost_steps import step_abandoned_close
 from orchestration.services.scheduling import task_enqueue
@@ -60,6 +61,7 @@ def tasks_sweep() -> int:
             task_enqueue(task=task)
             sent += 1
     steps_abandoned_close()
+    metrics.sweep_count()
     return sent
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from orchestration import metrics
 from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransition, Transition
 from orchestration.services.leases import task_lease_release
 
@@ -43,12 +44,14 @@ def task_transition(*, task: Task, transition: Transition, actor: str, reason: s
     if task.state in TERMINAL_STATES:
         task.finished_at = timezone.now()
     task.save()
+    metrics.transition_count(task, from_state=from_state)
     return _logged(task=task, transition=transition, from_state=from_state, actor=actor, reason=reason)
 
 
 def task_submitted_record(*, task: Task, actor: str) -> TaskTransition:
     """The first entry of a new task's log: created in RECEIVED (no state machine move precedes it)."""
     _require_transaction()
+    metrics.task_submitted_count(task)
     return _logged(task=task, transition=Transition.SUBMIT, from_state="", actor=actor, reason="")
 
 

@@ -29,7 +29,9 @@ def test_readyz_reports_a_dead_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     assert body["checks"]["database"] == "ok" and body["checks"]["broker"] != "ok"
 
 
+@pytest.mark.django_db
 def test_metrics_are_exposed() -> None:
     response = Client().get("/metrics")
     assert response.status_code == 200
-    assert b"django_http_requests" in response.content
+    assert b"django_http_requests" in response.content, "django-prometheus's request figures are still there"
+    assert b"agent_tasks_open" in response.content

@@ -1,5 +1,6 @@
 """Prepare the embedded demo: an admin, an operator and a platform engineer (passwords printed once), a client
-token, demo orders and demo tasks that end in the manual queue for several reasons. Safe to rerun."""
+token, demo orders, and the demo tasks (`make run` submits them over the API) that end in the manual queue for
+several reasons. Safe to rerun."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from agent_runtime.catalog import DEFAULT_AGENT
-from orchestration.services.submission import task_submit
-from orchestration.tracing import new_trace_id
 from shop.models import Order
 from shop.services import orders_seed_demo
 
@@ -77,7 +75,10 @@ DEMO_LONG_LOCK = timedelta(hours=1)
 
 
 class Command(BaseCommand):
-    help = "Create the demo users (passwords printed once), client token, orders and tasks; print them as JSON."
+    help = (
+        "Create the demo users (passwords printed once), client token and orders; print them, and the demo tasks "
+        "to submit over the API, as JSON."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
@@ -90,19 +91,17 @@ class Command(BaseCommand):
         token, _ = Token.objects.get_or_create(user=client)
         orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
         Order.objects.filter(number="A-1004").update(settlement_locked_until=timezone.now() + DEMO_LONG_LOCK)
-        task_ids = [
-            str(
-                task_submit(
-                    owner=client,
-                    goal=demo["goal"],
-                    task_input=demo["input"],
-                    session_id="demo",
-                    agent=DEFAULT_AGENT,
-                    metadata={"demo": True},
-                    idempotency_key=demo["key"],
-                    trace_id=new_trace_id(),
-                ).task.pk
-            )
+        # The tasks go in through the API (make run posts these), as a client's would: counted, traced, keyed.
+        submissions = [
+            {
+                "key": demo["key"],
+                "body": {
+                    "goal": demo["goal"],
+                    "input": demo["input"],
+                    "session_id": "demo",
+                    "metadata": {"demo": True},
+                },
+            }
             for demo in DEMO_TASKS
         ]
         self.stdout.write(
@@ -112,7 +111,7 @@ class Command(BaseCommand):
                     "admin_password": password,
                     "role_passwords": passwords,
                     "token": token.key,
-                    "tasks": task_ids,
+                    "submissions": submissions,
                 }
             )
         )
