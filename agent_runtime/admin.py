@@ -14,6 +14,9 @@ from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
 from agent_runtime.services import (
     AGENT_FIELDS,
     AGENT_VERSIONS,
+    MAX_COST_BUDGET,
+    MAX_TOKEN_BUDGET,
+    MIN_COST_BUDGET,
     AgentInvalid,
     agent_create,
     agent_problems,
@@ -29,6 +32,20 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
     model_settings = forms.JSONField(required=False, help_text='ModelSettings fields, e.g. {"temperature": 0.2}')
     tools = forms.JSONField(required=False, help_text='Tool names, e.g. ["lookup_order"]; empty: every enabled tool')
     max_turns = forms.IntegerField(min_value=1, max_value=100, initial=12)
+    token_budget = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_TOKEN_BUDGET,
+        help_text="Tokens one task may spend; empty: TASK_TOKEN_BUDGET from settings",
+    )
+    cost_budget_usd = forms.DecimalField(
+        required=False,
+        min_value=MIN_COST_BUDGET,
+        max_value=MAX_COST_BUDGET,
+        max_digits=12,
+        decimal_places=4,
+        help_text="USD one task may spend; empty: TASK_COST_BUDGET_USD from settings",
+    )
     comment = forms.CharField(required=False, max_length=300)
 
     class Meta:
@@ -60,7 +77,18 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
 class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
     form = AgentConfigForm
     list_display = ["name", "version", "current_model"]
-    fields = ["name", "instructions", "model", "model_settings", "tools", "max_turns", "comment", "version_history"]
+    fields = [
+        "name",
+        "instructions",
+        "model",
+        "model_settings",
+        "tools",
+        "max_turns",
+        "token_budget",
+        "cost_budget_usd",
+        "comment",
+        "version_history",
+    ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: AgentConfig | None = None) -> list[str]:
         return ["name", "version_history"] if obj is not None else ["version_history"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F
 
 from agent_runtime.models import AgentVersion, ModelPrice
@@ -54,6 +56,33 @@ def current_agent_version_id(name: str) -> int | None:
     """The version new tasks of this agent get; None if there is no such agent."""
     current = AgentVersion.objects.filter(agent__name=name, agent__current_id=F("id"))
     return current.values_list("pk", flat=True).first()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one task may spend; None: no limit."""
+
+    tokens: int | None = None
+    cost_usd: Decimal | None = None
+
+
+def budget_for(version_id: int | None, requested: Budget | None = None) -> Budget:
+    """A new task's budget: its agent version's, else the settings' (0: no limit); a submission may ask for less,
+    never for more."""
+    version = None
+    if version_id is not None:
+        version = AgentVersion.objects.filter(pk=version_id).only("token_budget", "cost_budget_usd").first()
+    tokens = version.token_budget if version and version.token_budget is not None else settings.TASK_TOKEN_BUDGET
+    cost = version.cost_budget_usd if version and version.cost_budget_usd is not None else settings.TASK_COST_BUDGET_USD
+    requested = requested or Budget()
+    return Budget(tokens=_lower(tokens or None, requested.tokens), cost_usd=_lower(cost or None, requested.cost_usd))
+
+
+def _lower(cap: Any, asked: Any) -> Any:
+    """The smaller limit; None is no limit."""
+    if asked is None:
+        return cap
+    return asked if cap is None else min(cap, asked)
 
 
 def price_for(model: str) -> Price | None:

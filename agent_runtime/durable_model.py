@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
-from agents import ModelResponse
+from agents import ModelResponse, ModelSettings
 from agents.models.interface import Model
 
 from agent_runtime.faults import with_model_fault
@@ -15,6 +16,7 @@ from agent_runtime.journal import RunJournal, TurnUsage
 from agent_runtime.prompt import operator_instruction_item
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
 from agent_runtime.specs import Price
+from agent_runtime.tokens import count_tokens
 from faults.plan import Fault, active_plan
 
 
@@ -38,6 +40,7 @@ class DurableModel(Model):
         journal: RunJournal,
         deadline_seconds: float,
         price: Price | None = None,
+        output_reserve_tokens: int = 4096,
         fault_key: str = "",
     ) -> None:
         self.inner = inner
@@ -45,6 +48,8 @@ class DurableModel(Model):
         self.journal = journal
         self.deadline_seconds = deadline_seconds
         self.price = price
+        self.output_reserve_tokens = output_reserve_tokens
+        """What a request may write when the agent sets no max_tokens: the budget reserves it before asking."""
         self.fault_key = fault_key
         """Identifies the run to the fault plan (tests and drills only)."""
         self._next_turn = 1
@@ -59,7 +64,9 @@ class DurableModel(Model):
         recorded = await self.journal.replay_turn(turn)
         if recorded is not None:
             return response_from_snapshot(recorded)
-        attempt = await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs))
+        args, kwargs, output_limit = self._with_output_limit(args, kwargs)
+        worst_case = self._worst_case(_request_as_sent(*args, **kwargs), output_limit)
+        attempt = await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs), worst_case)
         fault = active_plan().model_fault(key=self.fault_key, turn=turn, attempt=attempt)
         try:
             response = await self._request(fault, args, kwargs)
@@ -71,6 +78,26 @@ class DurableModel(Model):
         usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
         await self.journal.end_turn(turn, response_to_snapshot(response), usage)
         return response
+
+    def _with_output_limit(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], int]:
+        """The request with a cap on what the model may write: the agent's, else the reserve, sent as max_tokens so
+        the endpoint enforces what the budget reserved. Returns the request and that cap."""
+        settings = (kwargs["model_settings"] if "model_settings" in kwargs else args[2]) or ModelSettings()
+        limit = _output_limit(settings)
+        if limit is not None:
+            return args, kwargs, limit
+        capped = dataclasses.replace(settings, max_tokens=self.output_reserve_tokens)
+        if "model_settings" in kwargs:
+            return args, {**kwargs, "model_settings": capped}, self.output_reserve_tokens
+        return (*args[:2], capped, *args[3:]), kwargs, self.output_reserve_tokens
+
+    def _worst_case(self, request: dict[str, Any], tokens_out: int) -> TurnUsage:
+        """The most this request can use: its input as counted here, plus the most it may write, and their price."""
+        tokens_in = count_tokens(request, model=self.model_name)
+        cost = self.price.cost(tokens_in, tokens_out) if self.price else Decimal("0")
+        return TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
 
     async def _with_instructions(
         self, turn: int, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -115,3 +142,27 @@ def _request_snapshot(
         "input": to_jsonable(input),
         "tools": [getattr(tool, "name", str(tool)) for tool in tools],
     }
+
+
+def _request_as_sent(
+    system_instructions: str | None, input: Any, model_settings: Any, tools: list[Any], *args: Any, **kwargs: Any
+) -> dict[str, Any]:
+    """What the model reads, tool schemas included, for counting (the snapshot keeps only the tools' names)."""
+    described = [
+        {"name": getattr(tool, "name", ""), "description": getattr(tool, "description", ""),
+         "parameters": getattr(tool, "params_json_schema", None)}
+        for tool in tools
+    ]  # fmt: skip
+    return {"instructions": system_instructions, "input": to_jsonable(input), "tools": described}
+
+
+_OUTPUT_LIMIT_ARGS = ("max_output_tokens", "max_completion_tokens")  # what endpoints call it in extra_args
+
+
+def _output_limit(model_settings: ModelSettings) -> int | None:
+    """The most the model may write per request, as the agent's settings say; None when they do not say."""
+    extra = model_settings.extra_args or {}
+    for limit in (model_settings.max_tokens, *(extra.get(name) for name in _OUTPUT_LIMIT_ARGS)):
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            return limit
+    return None

@@ -37,9 +37,12 @@ class RunJournal(Protocol):
     async def replay_turn(self, turn: int) -> dict[str, Any] | None:
         """The recorded response of model turn `turn`, or None if it must be requested."""
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
         """Persist that turn `turn` is about to be requested, with its input snapshot; return its attempt number
-        (2 and up when the turn is requested again after a failure or a lost worker)."""
+        (2 and up when the turn is requested again after a failure or a lost worker).
+
+        `worst_case` is the most the request can use (its input counted, plus its maximum output). Raises
+        RunSuspended, before anything is requested, when that could cross the task's budget."""
 
     async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
         """Persist the model's response; after this the turn is replayed, never requested again."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 
 from lib.versioning import ConfigVersion
@@ -35,6 +35,16 @@ class AgentVersion(ConfigVersion):
     model_settings = models.JSONField(default=dict, blank=True, help_text='e.g. {"temperature": 0.2}')
     tools = models.JSONField(default=list, blank=True, help_text="Tool names; empty means every enabled tool")
     max_turns = models.PositiveSmallIntegerField(default=12)
+    token_budget = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens (input and output) one task may spend; empty: TASK_TOKEN_BUDGET"
+    )
+    cost_budget_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="USD one task may spend on the model; empty: TASK_COST_BUDGET_USD",
+    )
 
     class Meta:
         ordering = ["agent", "-number"]
@@ -48,8 +58,12 @@ class ModelPrice(models.Model):
     """What a model costs, input and output priced separately, in USD per million tokens."""
 
     model = models.CharField(max_length=200, unique=True)
-    input_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
-    output_usd_per_million = models.DecimalField(max_digits=12, decimal_places=4, default=Decimal("0"))
+    input_usd_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
+    output_usd_per_million = models.DecimalField(
+        max_digits=12, decimal_places=4, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -37,6 +37,7 @@ async def run_agent(
         journal=journal,
         deadline_seconds=settings.MODEL_CALL_TIMEOUT_SECONDS,
         price=spec.price,
+        output_reserve_tokens=settings.MODEL_OUTPUT_RESERVE_TOKENS,
         fault_key=group_id,
     )
     # One tool call at a time: each call is a state transition of the task, and those are sequential.

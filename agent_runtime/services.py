@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from agents import ModelSettings
@@ -15,7 +16,11 @@ from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
 from lib.versioning import ConfigInvalid, Problems, Versioning
 from tools.models import ToolContract
 
-AGENT_FIELDS = ("instructions", "model", "model_settings", "tools", "max_turns")
+# What a budget column holds (agent versions and tasks alike).
+MAX_TOKEN_BUDGET = 10**12
+MIN_COST_BUDGET, MAX_COST_BUDGET = Decimal("0.0001"), Decimal("99999999.9999")
+
+AGENT_FIELDS = ("instructions", "model", "model_settings", "tools", "max_turns", "token_budget", "cost_budget_usd")
 
 
 class AgentInvalid(ConfigInvalid):
@@ -50,6 +55,27 @@ def agent_problems(values: dict[str, Any]) -> Problems:
             problems["tools"] = [f"no such tool: {', '.join(unknown)}"]
     if not 1 <= int(values.get("max_turns") or 0) <= 100:
         problems["max_turns"] = ["between 1 and 100"]
+    return problems | _budget_problems(values)
+
+
+def _budget_problems(values: dict[str, Any]) -> Problems:
+    """Budgets are optional (empty: the settings' defaults), and positive when given."""
+    problems: Problems = {}
+    tokens, cost = values.get("token_budget"), values.get("cost_budget_usd")
+    if tokens is not None and (
+        not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= MAX_TOKEN_BUDGET
+    ):
+        problems["token_budget"] = [f"a whole number of tokens from 1 to {MAX_TOKEN_BUDGET:,} (or empty: the default)"]
+    if cost is not None:
+        try:
+            amount = Decimal(str(cost))
+        except InvalidOperation:
+            amount = Decimal("NaN")
+        exact = amount.is_finite() and amount == amount.quantize(Decimal("0.0001"))
+        if not exact or not MIN_COST_BUDGET <= amount <= MAX_COST_BUDGET:
+            problems["cost_budget_usd"] = [
+                f"USD from {MIN_COST_BUDGET} to {MAX_COST_BUDGET:,}, at most 4 decimals (or empty: the default)"
+            ]
     return problems
 
 

@@ -7,6 +7,7 @@ start-up with one clear line instead of failing later in a request.
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 from urllib.parse import urlparse
 
@@ -55,12 +56,38 @@ def _env_number(name: str, default: _Number, cast: type[_Number], minimum: _Numb
     return value
 
 
-def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
-    return _env_number(name, default, int, minimum, "an integer")
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    value = _env_number(name, default, int, minimum, "an integer")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
     return _env_number(name, default, float, minimum, "a number")
+
+
+def env_decimal(
+    name: str,
+    default: Decimal,
+    *,
+    minimum: Decimal | None = None,
+    maximum: Decimal | None = None,
+    places: int | None = None,
+) -> Decimal:
+    """An exact amount (money): read as a decimal, never through a float."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a decimal number, got {raw!r}") from None
+    if not value.is_finite() or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name} must be a number from {minimum} to {maximum}, got {raw!r}")
+    if places is not None and value != value.quantize(Decimal(1).scaleb(-places)):
+        raise ConfigError(f"{name} has at most {places} decimals, got {raw!r}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ Two modes share this file:
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -15,6 +16,7 @@ import django_stubs_ext
 from config.env import (
     ConfigError,
     env_bool,
+    env_decimal,
     env_float,
     env_int,
     env_list,
@@ -248,6 +250,14 @@ OPENAI_API_STYLE = env_str("OPENAI_API_STYLE", "responses")
 if OPENAI_API_STYLE not in {"responses", "chat_completions"}:
     raise ConfigError(f"OPENAI_API_STYLE must be responses or chat_completions, got {OPENAI_API_STYLE!r}")
 MODEL_CALL_TIMEOUT_SECONDS = env_float("MODEL_CALL_TIMEOUT_SECONDS", 60.0, minimum=1.0)
+# What one task may spend, unless its agent version or its submission says otherwise (0: no limit). Before each
+# model request the request's worst case is reserved: its input, counted, plus its maximum output (the agent's
+# max_tokens setting, else MODEL_OUTPUT_RESERVE_TOKENS); a request that could cross a budget is not made.
+TASK_TOKEN_BUDGET = env_int("TASK_TOKEN_BUDGET", 200_000, minimum=0, maximum=10**12)
+TASK_COST_BUDGET_USD = env_decimal(
+    "TASK_COST_BUDGET_USD", Decimal("5"), minimum=Decimal("0"), maximum=Decimal("99999999.9999"), places=4
+)
+MODEL_OUTPUT_RESERVE_TOKENS = env_int("MODEL_OUTPUT_RESERVE_TOKENS", 4096, minimum=1)
 # JSON fault plan for tests and drills (see faults/plan.py); empty in production.
 FAULT_PLAN = env_str("FAULT_PLAN", "")
 try:
@@ -302,3 +312,12 @@ MANUAL_REVIEW_SLA_SECONDS = env_int("MANUAL_REVIEW_SLA_SECONDS", 3600, minimum=6
 
 # The demo refund tool's default approval rule: refunds above this many cents wait for a human.
 REFUND_APPROVAL_ABOVE_CENTS = env_int("REFUND_APPROVAL_ABOVE_CENTS", 50_000, minimum=0)
+
+# OpenTelemetry traces (lib/otel.py): off unless the standard OTEL_* variables ask for them (the SDK reads the rest
+# of them itself). Read here, so a value this deployment cannot honour stops start-up with one clear line.
+from lib.otel import TracingMisconfigured, exporters_wanted  # noqa: E402  (kept with the one setting it serves)
+
+try:
+    TRACING_EXPORTERS = exporters_wanted()
+except TracingMisconfigured as exc:
+    raise ConfigError(str(exc)) from None

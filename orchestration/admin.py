@@ -35,6 +35,7 @@ from orchestration.services.queue import (
     task_claim,
     task_release,
 )
+from orchestration.spend import PERIODS, ROLLUPS, period_start, spend_rollup
 
 
 class EstimatedCountPaginator(Paginator):
@@ -88,11 +89,30 @@ class TaskAdmin(admin.ModelAdmin[Task]):
     def get_urls(self) -> list[URLPattern]:
         act = self.admin_site.admin_view(self.act_view)
         snapshot = self.admin_site.admin_view(self.snapshot_view)
+        spend = self.admin_site.admin_view(self.spend_view)
         return [
+            path("spend/", spend, name="orchestration_task_spend"),
             path("<path:object_id>/act/<str:action>/", act, name="orchestration_task_act"),
             path("<path:object_id>/steps/<int:seq>/<str:part>/", snapshot, name="orchestration_task_snapshot"),
             *super().get_urls(),
         ]
+
+    def spend_view(self, request: HttpRequest) -> HttpResponse:
+        """Tokens and cost by client, agent and agent version, over a period."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        period = request.GET.get("period", "7d")
+        period = period if period in PERIODS else "7d"
+        since = period_start(period)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Spend",
+            "opts": self.model._meta,
+            "periods": list(PERIODS),
+            "period": period,
+            "rollups": [(by, spend_rollup(by, since=since)) for by in ROLLUPS],
+        }
+        return TemplateResponse(request, "admin/orchestration/task/spend.html", context)
 
     def snapshot_view(self, request: HttpRequest, object_id: str, seq: int, part: str) -> HttpResponse:
         """A step's input or output as text, fetched when an operator opens it on the task page."""

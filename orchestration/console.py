@@ -51,6 +51,7 @@ from orchestration.services.queue import (
     WORK_PERMISSION,
     result_schema_of,
 )
+from orchestration.spend import budget_figures
 
 JSON_SHOWN = 20_000  # characters of one JSON value shown on the page; the API has it whole
 
@@ -168,6 +169,7 @@ def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None =
         "pending_approval": pending_approval(task),
         "result": Shown.of(task.result) if task.result is not None else None,
         "task_input": Shown.of(task.input),
+        "budget": budget_figures(task),
         "totals": {
             "steps": len(steps),
             "model_turns": sum(s.kind == StepKind.MODEL_TURN for s in steps),

@@ -103,6 +103,10 @@ class Task(ConcurrentTransitionMixin, models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=6, default=Decimal("0"))
+    # What the task may spend, fixed at submission (the client's, else its agent version's, else the settings');
+    # null: no limit. Checked before every model request against the request's worst case.
+    token_budget = models.PositiveBigIntegerField(null=True, blank=True)
+    cost_budget = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     replans = models.PositiveIntegerField(
         default=0, help_text="Failed calls handed back to the model (bad arguments, unknown tools, refusals)"
     )
@@ -337,6 +341,7 @@ class RecoveryEvent(models.TextChoices):
     MODEL_MISTAKE = "model_mistake", "the model called a tool its agent does not have"
     TURN_LIMIT = "turn_limit", "the agent reached its turn limit"
     DATABASE_ERROR = "database_error", "the run's database connection or transaction failed"
+    BUDGET = "budget", "the next model request could cross the task's budget"
     CANCELLED = "cancelled", "the task was cancelled while a step ran"
     OPERATOR = "operator", "an operator decided"
 

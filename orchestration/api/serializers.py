@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -21,6 +22,7 @@ from orchestration.models import (
     TaskState,
     TaskTransition,
 )
+from orchestration.spend import budget_figures
 
 
 class StrictCharField(serializers.CharField):
@@ -47,25 +49,48 @@ class JSONObjectField(serializers.JSONField):
         return value
 
 
-class TaskCreateSerializer(serializers.Serializer[dict[str, Any]]):
-    goal = StrictCharField(max_length=10_000)
-    input = JSONObjectField()
-    session_id = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
-    agent = StrictCharField(max_length=100, required=False, default=DEFAULT_AGENT)
-    metadata = JSONObjectField(required=False, default=dict)
+class UnknownFieldsRefused:
+    """A body with a field the API does not know is refused, not silently half-read."""
 
-    def validate_agent(self, value: str) -> str:
-        if current_agent_version_id(value) is None:
-            known = AgentConfig.objects.filter(current__isnull=False).values_list("name", flat=True)
-            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(known)}")
-        return value
+    fields: Any
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class BudgetRequestSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str, Any]]):
+    tokens = serializers.IntegerField(
+        min_value=1, max_value=10**12, required=False, help_text="Tokens (input and output) the task may spend"
+    )
+    cost_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        min_value=Decimal("0.0001"),
+        required=False,
+        coerce_to_string=False,
+        help_text="USD the task may spend on the model",
+    )
+
+
+class TaskCreateSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str, Any]]):
+    goal = StrictCharField(max_length=10_000)
+    input = JSONObjectField()
+    session_id = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
+    agent = StrictCharField(max_length=100, required=False, default=DEFAULT_AGENT)
+    metadata = JSONObjectField(required=False, default=dict)
+    budget = BudgetRequestSerializer(
+        required=False, help_text="Overrides the agent's budget for this task (each part optional)"
+    )
+
+    def validate_agent(self, value: str) -> str:
+        if current_agent_version_id(value) is None:
+            known = AgentConfig.objects.filter(current__isnull=False).values_list("name", flat=True)
+            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(known)}")
+        return value
 
 
 class UsageSerializer(serializers.Serializer[Any]):
@@ -159,8 +184,20 @@ class HandoffSerializer(serializers.Serializer[Any]):
     since = serializers.DateTimeField(allow_null=True, help_text="When the task was handed off")
 
 
+class BudgetSerializer(serializers.Serializer[Any]):
+    tokens = serializers.IntegerField(allow_null=True, help_text="The task's token budget; null: no limit")
+    tokens_spent = serializers.IntegerField()
+    tokens_remaining = serializers.IntegerField(allow_null=True)
+    cost_usd = serializers.DecimalField(max_digits=12, decimal_places=4, allow_null=True, coerce_to_string=False)
+    cost_spent_usd = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+    cost_remaining_usd = serializers.DecimalField(
+        max_digits=14, decimal_places=6, allow_null=True, coerce_to_string=False
+    )
+
+
 class TaskSummarySerializer(serializers.ModelSerializer[Task]):
     usage = serializers.SerializerMethodField()
+    budget = serializers.SerializerMethodField()
     handoff = serializers.SerializerMethodField()
 
     class Meta:
@@ -177,6 +214,7 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
             "idempotency_key",
             "result",
             "usage",
+            "budget",
             "created_at",
             "updated_at",
             "finished_at",
@@ -194,6 +232,10 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
             "since": task.handed_off_at,
         }
         return dict(HandoffSerializer(handoff).data)
+
+    @extend_schema_field(BudgetSerializer)
+    def get_budget(self, task: Task) -> dict[str, Any]:
+        return dict(BudgetSerializer(budget_figures(task)).data)
 
     def get_usage(self, task: Task) -> dict[str, Any]:
         return dict(

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agent_runtime.catalog import Budget
 from orchestration.api.errors import error_body
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
@@ -115,6 +116,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
                 metadata=data["metadata"],
                 idempotency_key=key,
                 trace_id=request._request.trace_id,  # type: ignore[attr-defined]
+                budget=Budget(**data["budget"]) if data.get("budget") else None,  # {} is no budget asked
             )
         except IdempotencyKeyReused as exc:
             return Response(error_body("idempotency_key_reused", str(exc)), status=422)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agent_runtime.catalog import current_agent_version_id
+from agent_runtime.catalog import Budget, budget_for, current_agent_version_id
+from lib import otel
+from orchestration import tracing
 from orchestration.models import Task
 from orchestration.services.actors import user_actor
 from orchestration.services.scheduling import task_enqueue
@@ -48,32 +51,53 @@ def task_submit(
     metadata: dict[str, Any],
     idempotency_key: str,
     trace_id: str,
+    budget: Budget | None = None,
 ) -> Submission:
-    body = {"goal": goal, "input": task_input, "session_id": session_id, "agent": agent, "metadata": metadata}
+    body: dict[str, Any] = {
+        "goal": goal,
+        "input": task_input,
+        "session_id": session_id,
+        "agent": agent,
+        "metadata": metadata,
+    }
+    if budget is not None:  # only when given, so keys used before budgets existed keep their hash
+        body["budget"] = {
+            "tokens": budget.tokens,
+            "cost_usd": None if budget.cost_usd is None else str(budget.cost_usd),
+        }
     digest = request_hash(body)
-    try:
-        with transaction.atomic():
-            task = Task.objects.create(
-                owner=owner,
-                idempotency_key=idempotency_key,
-                request_hash=digest,
-                trace_id=trace_id,
-                goal=goal,
-                input=task_input,
-                session_id=session_id,
-                agent=agent,
-                metadata=metadata,
-                agent_version_id=current_agent_version_id(agent),
-                next_run_at=timezone.now(),
-            )
-            task_submitted_record(task=task, actor=user_actor(owner))
-            task_enqueue(task=task)
-    except IntegrityError:
-        # Another request with this key won the insert; it has committed, so the row is there to compare.
-        existing = Task.objects.get(owner=owner, idempotency_key=idempotency_key)
-        if existing.request_hash != digest:
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {idempotency_key!r} was already used with a different request body"
-            ) from None
-        return Submission(task=existing, created=False)
+    task_pk = uuid.uuid4()  # known before the insert, so that the submission's span is in the task's trace
+    with tracing.task_submit_span(task_id=str(task_pk), trace_id=trace_id, agent=agent) as span:
+        try:
+            with transaction.atomic():
+                version_id = current_agent_version_id(agent)
+                limits = budget_for(version_id, budget)
+                task = Task.objects.create(
+                    id=task_pk,
+                    owner=owner,
+                    idempotency_key=idempotency_key,
+                    request_hash=digest,
+                    trace_id=trace_id,
+                    goal=goal,
+                    input=task_input,
+                    session_id=session_id,
+                    agent=agent,
+                    metadata=metadata,
+                    agent_version_id=version_id,
+                    token_budget=limits.tokens,
+                    cost_budget=limits.cost_usd,
+                    next_run_at=timezone.now(),
+                )
+                task_submitted_record(task=task, actor=user_actor(owner))
+                task_enqueue(task=task)
+        except IntegrityError:
+            # Another request with this key won the insert; it has committed, so the row is there to compare.
+            existing = Task.objects.get(owner=owner, idempotency_key=idempotency_key)
+            span.set_attributes({otel.TASK_ID: str(existing.pk), otel.TASK_CREATED: False})
+            if existing.request_hash != digest:
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key {idempotency_key!r} was already used with a different request body"
+                ) from None
+            return Submission(task=existing, created=False)
+        span.set_attribute(otel.TASK_CREATED, True)
     return Submission(task=task, created=True)

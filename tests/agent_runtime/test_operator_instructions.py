@@ -38,7 +38,7 @@ class MemoryJournal:
     async def replay_turn(self, turn: int) -> dict[str, Any] | None:
         return self.recorded.get(turn)
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any]) -> int:
+    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
         return 1
 
     async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:

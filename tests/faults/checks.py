@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from django.db.models import Sum
 
@@ -80,11 +81,24 @@ def nothing_lost_problems(tasks: Sequence[Task]) -> list[str]:
         for step in Step.objects.filter(task__in=tasks, state=StepState.RUNNING)
     ]
     for task in tasks:
-        problems += transition_log_problems(task)
+        problems += transition_log_problems(task) + budget_problems(task)
     duplicates, effects = effect_problems(tasks)
     if duplicates:
         problems.append(f"{duplicates} side effects applied more than once (or without a succeeded step)")
     return problems + effects
+
+
+def budget_problems(task: Task) -> list[str]:
+    """A task spends past its budget by at most one model request (the one whose model wrote more than allowed)."""
+    turns = Step.objects.filter(task=task, kind=StepKind.MODEL_TURN)
+    largest = max(((t.input_tokens + t.output_tokens, t.cost) for t in turns), default=(0, Decimal("0")))
+    problems = []
+    spent = task.input_tokens + task.output_tokens
+    if task.token_budget is not None and spent > task.token_budget + largest[0]:
+        problems.append(f"task {task.pk}: {spent} tokens spent, budget {task.token_budget}: more than one call over")
+    if task.cost_budget is not None and task.cost > task.cost_budget + largest[1]:
+        problems.append(f"task {task.pk}: USD {task.cost} spent, budget {task.cost_budget}: more than one call over")
+    return problems
 
 
 def worker_log_alarms(workers: Iterable[WorkerProcess]) -> list[str]:

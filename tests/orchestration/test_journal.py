@@ -29,11 +29,11 @@ def _take(task: Task, owner: str) -> Lease:
 def test_stale_worker_cannot_close_a_step_its_successor_restarted() -> None:
     task = submit_task(User.objects.create(username="o"))
     stale = DatabaseJournal(lease=_take(task, "worker:stale"), actor="worker:stale")
-    async_to_sync(stale.begin_turn)(1, "offline", {"input": "x"})
+    async_to_sync(stale.begin_turn)(1, "offline", {"input": "x"}, TurnUsage(0, 0))
 
     Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     successor = DatabaseJournal(lease=_take(task, "worker:next"), actor="worker:next")
-    async_to_sync(successor.begin_turn)(1, "offline", {"input": "x"})
+    async_to_sync(successor.begin_turn)(1, "offline", {"input": "x"}, TurnUsage(0, 0))
 
     with pytest.raises(RunSuspended):
         async_to_sync(stale.end_turn)(1, {"output": [], "from": "stale"}, TurnUsage(5, 5))

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from agent_runtime.journal import TurnUsage
 from orchestration.models import (
     RecoveryDecision,
     RecoveryEvent,
@@ -116,7 +117,9 @@ def _lose_a_model_turn(task: Task) -> None:
     Task.objects.filter(pk=task.pk).update(next_run_at=timezone.now())
     lease = task_lease_acquire(task_id=str(task.pk), owner="worker:doomed")
     assert lease is not None
-    async_to_sync(DatabaseJournal(lease=lease, actor=lease.owner).begin_turn)(1, "offline", {"input": "x"})
+    async_to_sync(DatabaseJournal(lease=lease, actor=lease.owner).begin_turn)(
+        1, "offline", {"input": "x"}, TurnUsage(0, 0)
+    )
     Task.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
 
