@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+WORKER_METRICS_PORT ?= 9808
 
-.PHONY: install browser run test soak bench-console lint format admin-password clean
+.PHONY: install browser monitoring-tools run test soak bench-console lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -25,10 +26,30 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
-run: install
-	PORT=$(PORT) $(BIN)/python scripts/run_embedded.py
+# Debian's Prometheus tools for tests/monitoring: promtool (`check rules`, `test rules`) and amtool, from the
+# `prometheus` and `prometheus-alertmanager` packages. Installing them must not leave daemons running: a
+# policy-rc.d that forbids starting services is put in place for the install (only if none exists, and removed
+# afterwards); then the two daemons are stopped anyway (and, on a systemd host, their units disabled).
+PROMTOOL := /usr/bin/promtool
+AMTOOL := /usr/bin/amtool
+POLICY_RC := /usr/sbin/policy-rc.d
 
-test: install lint browser
+$(PROMTOOL) $(AMTOOL) &:
+	@[ "$$(id -u)" = 0 ] || { echo "$(PROMTOOL) or $(AMTOOL) is missing; installing Debian's prometheus and prometheus-alertmanager needs root: run 'sudo make monitoring-tools'" >&2; exit 1; }
+	@set -e; created=; \
+	if [ ! -e $(POLICY_RC) ]; then printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); chmod 755 $(POLICY_RC); created=1; fi; \
+	trap '[ -z "$$created" ] || rm -f $(POLICY_RC)' EXIT; \
+	apt-get update -qq; \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+	@if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service prometheus-alertmanager.service || true; \
+	else for daemon in prometheus prometheus-alertmanager; do [ ! -x /etc/init.d/$$daemon ] || /etc/init.d/$$daemon stop >/dev/null 2>&1 || true; done; fi
+
+monitoring-tools: $(PROMTOOL) $(AMTOOL)
+
+run: install
+	PORT=$(PORT) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) $(BIN)/python scripts/run_embedded.py
+
+test: install lint browser monitoring-tools
 	$(BIN)/pytest
 
 # The fault-injection suite, SCALE times larger (more tasks, more kills); prints its figures at the end.
