@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils import timezone
 
+from orchestration import tracing
 from orchestration.models import Approval, RecoveryDecision, Step, Task, Transition
 from orchestration.policy.decision import Decision, Limits, StepChange
 from orchestration.services.leases import task_lease_release
@@ -85,6 +86,7 @@ def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | N
         task.save()
     if decision.due_at is not None:
         task_enqueue(task=task, due_at=decision.due_at)
+    tracing.decision_record(decision=decision, step=step)  # the attempt, the rulings, a wait: on the trace
 
 
 def _step_change(step: Step | None, change: StepChange) -> None:

@@ -17,6 +17,7 @@ from agent_runtime.catalog import AgentProfile, agent_version, current_agent_ver
 from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
 from agent_runtime.specs import AgentSpec, RunOutcome
+from agent_runtime.tracing import traced_journal
 from lib.exceptions import cause_of
 from lib.strict_json import without_nul
 from orchestration import tracing
@@ -44,7 +45,7 @@ def task_run(*, task_id: str, worker: str) -> None:
         logger.info("task not due or leased elsewhere; nothing to do", extra={"task_id": task_id})
         return
     task = Task.objects.get(pk=task_id)
-    with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)):
+    with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)), tracing.task_run_span(task=task, worker=worker):
         logger.info("task run started", extra={"state": task.state, "worker": worker})
         try:
             if not _recovered_lost_step(lease):
@@ -88,7 +89,9 @@ def _run(task: Task, lease: Lease) -> None:
         _decide_under_lease(lease, lambda _: unknown_agent_decide(task.agent), if_lost=_SETTLE_LOST)
         return
     spec = _agent_spec(profile)
-    journal = DatabaseJournal(lease=lease, actor=lease.owner, tool_names=frozenset(t.name for t in spec.tools))
+    journal = traced_journal(
+        DatabaseJournal(lease=lease, actor=lease.owner, tool_names=frozenset(t.name for t in spec.tools)), spec
+    )
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
