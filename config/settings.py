@@ -7,6 +7,8 @@ Two modes share this file:
 
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,6 +26,23 @@ from config.env import (
     env_url,
 )
 from faults.plan import FaultPlanInvalid, parse_plan
+
+
+def _redaction_patterns(raw: str) -> dict[str, str]:
+    if not raw.strip():
+        return {}
+    try:
+        patterns = json.loads(raw)
+        if not isinstance(patterns, dict) or not all(isinstance(v, str) for v in patterns.values()):
+            raise ValueError("not an object of name -> regular expression")
+        for name, pattern in patterns.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_-]{0,30}", name):
+                raise ValueError(f"name {name!r}: lower-case letters, digits, _ and -")
+            re.compile(pattern)
+    except (ValueError, re.error) as exc:
+        raise ConfigError(f"REDACTION_PATTERNS must be a JSON object of name -> regular expression: {exc}") from None
+    return patterns
+
 
 # Lets admin, serializer and view classes be subscripted (ModelAdmin[Task]) for the type checker.
 django_stubs_ext.monkeypatch()
@@ -258,6 +277,10 @@ TASK_COST_BUDGET_USD = env_decimal(
     "TASK_COST_BUDGET_USD", Decimal("5"), minimum=Decimal("0"), maximum=Decimal("99999999.9999"), places=4
 )
 MODEL_OUTPUT_RESERVE_TOKENS = env_int("MODEL_OUTPUT_RESERVE_TOKENS", 4096, minimum=1)
+# Redaction (lib/redaction.py): the region whose national phone numbers are recognised without a +country
+# prefix, and extra patterns to redact, as a JSON object of name -> regular expression.
+REDACTION_PHONE_REGION = env_str("REDACTION_PHONE_REGION", "US").upper()
+REDACTION_PATTERNS = _redaction_patterns(env_str("REDACTION_PATTERNS", ""))
 # JSON fault plan for tests and drills (see faults/plan.py); empty in production.
 FAULT_PLAN = env_str("FAULT_PLAN", "")
 try:

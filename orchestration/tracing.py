@@ -26,6 +26,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import INVALID_SPAN, Span, format_span_id
 
 from lib import otel
+from lib.redaction import platform_redactor
 
 if TYPE_CHECKING:  # models load after logging is configured with this module's filter and formatter
     from orchestration.models import Step, Task
@@ -100,7 +101,11 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        # Nothing sensitive reaches a log line: the message, its fields and tracebacks alike (one mechanism with
+        # what is stored; tokens are scoped to the task, so a line names the card the task's records name).
+        plain = json.loads(json.dumps(payload, default=str))  # objects as the text they would be logged as
+        scope = str(payload.get("task_id") or "logs")
+        return json.dumps(platform_redactor().value(plain, scope=scope))
 
 
 # --- the task's spans ------------------------------------------------------------------------------------
