@@ -76,8 +76,8 @@ class DurableModel(Model):
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
         cost = self.price.cost(tokens_in, tokens_out) if self.price else Decimal("0")
         usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
-        await self.journal.end_turn(turn, response_to_snapshot(response), usage)
-        return response
+        recorded = await self.journal.end_turn(turn, response_to_snapshot(response), usage)
+        return response_from_snapshot(recorded)
 
     def _with_output_limit(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -44,8 +44,9 @@ class RunJournal(Protocol):
         `worst_case` is the most the request can use (its input counted, plus its maximum output). Raises
         RunSuspended, before anything is requested, when that could cross the task's budget."""
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
-        """Persist the model's response; after this the turn is replayed, never requested again."""
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+        """Persist the model's response; after this the turn is replayed, never requested again. Returns the
+        response as recorded (redacted): what the run goes on with, so a replay gives the model the same bytes."""
 
     async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         """Persist that the request for turn `turn` failed."""

@@ -161,7 +161,7 @@ class TracedJournal:
         self._turns[turn] = otel.tracer().start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
         return attempt
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
         span = self._turns.pop(turn, None)
         if span is not None:
             span.set_attributes(
@@ -170,7 +170,7 @@ class TracedJournal:
             if response.get("response_id"):
                 span.set_attribute(GEN_AI_RESPONSE_ID, str(response["response_id"]))
             span.end()
-        await self.inner.end_turn(turn, response, usage)
+        return await self.inner.end_turn(turn, response, usage)
 
     async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         span = self._turns.pop(turn, None)

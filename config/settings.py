@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from cryptography.fernet import Fernet
 
 from config.env import (
     ConfigError,
@@ -78,6 +79,7 @@ INSTALLED_APPS = [
     "orchestration",
     "agent_runtime",
     "tools",
+    "memory",
     "shop",
 ]
 
@@ -281,6 +283,13 @@ MODEL_OUTPUT_RESERVE_TOKENS = env_int("MODEL_OUTPUT_RESERVE_TOKENS", 4096, minim
 # prefix, and extra patterns to redact, as a JSON object of name -> regular expression.
 REDACTION_PHONE_REGION = env_str("REDACTION_PHONE_REGION", "US").upper()
 REDACTION_PATTERNS = _redaction_patterns(env_str("REDACTION_PATTERNS", ""))
+# The vault behind redaction tokens is encrypted with this Fernet key (derived from SECRET_KEY when unset).
+REDACTION_VAULT_KEY = env_str("REDACTION_VAULT_KEY", "")
+if REDACTION_VAULT_KEY:
+    try:
+        Fernet(REDACTION_VAULT_KEY.encode())
+    except ValueError:
+        raise ConfigError("REDACTION_VAULT_KEY must be a Fernet key (32 url-safe base64-encoded bytes)") from None
 # JSON fault plan for tests and drills (see faults/plan.py); empty in production.
 FAULT_PLAN = env_str("FAULT_PLAN", "")
 try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ _CARD_PREFIXES = re.compile(
 _IBAN_CANDIDATE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@((?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63})(?![\w-])")
 _BEARER = re.compile(r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{8,}=*)")
+# Seven digits or more with nothing but a phone number's separators between them: the only text worth handing
+# to libphonenumber's matcher, which is by far the slowest detector.
+_PHONE_LIKE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
 _PRIVATE_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 
 
@@ -64,6 +68,10 @@ class Finding:
 
 
 Detector = Callable[[str], Iterator[Finding]]
+Found = dict[str, Any]
+"""Token -> the value it replaced, as found (a string, or a JSON number or string a field held)."""
+# Any token this module makes: `<kind[ shown] #hash>`.
+TOKEN = re.compile(r"<[a-z][a-z0-9 _.-]*?(?: [^<>#]*)? #[0-9a-f]{8}>")
 
 
 def _longest_valid(candidate: str, valid: Callable[[str], bool]) -> str | None:
@@ -174,13 +182,22 @@ class Redactor:
     """Extra patterns, by name: every match is redacted as `<name #...>`."""
 
     @cached_property
-    def detectors(self) -> list[Detector]:
-        return [_secrets, _cards, _ibans, _emails, _phones(self.phone_region), _configured(self.patterns)]
+    def detectors(self) -> list[tuple[Callable[[str, int], bool], Detector]]:
+        """Each detector with a cheap test of whether it can find anything (most text has few digits, no @)."""
+        return [
+            (lambda text, digits: True, _secrets),
+            (lambda text, digits: digits >= 13, _cards),
+            (lambda text, digits: digits >= 8, _ibans),
+            (lambda text, digits: "@" in text, _emails),
+            (lambda text, digits: digits >= 7 and _PHONE_LIKE.search(text) is not None, _phones(self.phone_region)),
+            (lambda text, digits: bool(self.patterns), _configured(self.patterns)),
+        ]
 
     def findings(self, text: str) -> list[Finding]:
         """What is sensitive in `text`, leftmost first, overlaps resolved in favour of the longer find."""
+        digits = sum(ch.isdigit() for ch in text)
         found = sorted(
-            (finding for detector in self.detectors for finding in detector(text)),
+            (finding for can, detector in self.detectors if can(text, digits) for finding in detector(text)),
             key=lambda f: (f.start, -(f.end - f.start)),
         )
         kept: list[Finding] = []
@@ -192,40 +209,53 @@ class Redactor:
     def token(self, finding: Finding, scope: str) -> str:
         digest = hmac.new(self.key, f"{scope}\0{finding.kind}\0{finding.value}".encode(), hashlib.sha256)
         shown = f" {finding.shown}" if finding.shown != finding.kind else ""
-        return f"<{finding.kind}{shown} #{digest.hexdigest()[:6]}>"
+        return f"<{finding.kind}{shown} #{digest.hexdigest()[:8]}>"
 
-    def text(self, text: str, *, scope: str) -> str:
+    def text(self, text: str, *, scope: str, found: Found | None = None) -> str:
+        """`text` with each sensitive value replaced by its token; `found`, if given, gets token -> value."""
         if not text:
             return text
         pieces, position = [], 0
         for finding in self.findings(text):
-            pieces += [text[position : finding.start], self.token(finding, scope)]
+            token = self.token(finding, scope)
+            pieces += [text[position : finding.start], token]
             position = finding.end
+            if found is not None:
+                found.setdefault(token, text[finding.start : finding.end])
         return "".join(pieces) + text[position:] if pieces else text
 
-    def value(self, value: Any, *, scope: str, sensitive_paths: Iterable[str] = (), path: str = "") -> Any:
+    def value(
+        self, value: Any, *, scope: str, sensitive_paths: Iterable[str] = (), found: Found | None = None, path: str = ""
+    ) -> Any:
         """A JSON value with every sensitive string redacted, every secret-named key's value and every
-        `sensitive_paths` field ("address.line1") replaced whole, and long integers checked as card numbers."""
+        `sensitive_paths` field ("address.line1") replaced whole, and long integers checked as card numbers.
+        Redacting a redacted value changes nothing."""
         paths = frozenset(sensitive_paths)
         if isinstance(value, dict):
             return {
-                name: self._member(str(name), item, scope=scope, paths=paths, path=f"{path}.{name}" if path else name)
+                name: self._member(str(name), item, scope, paths, found, f"{path}.{name}" if path else str(name))
                 for name, item in value.items()
             }
         if isinstance(value, list):
-            return [self.value(item, scope=scope, sensitive_paths=paths, path=path) for item in value]
+            return [self.value(item, scope=scope, sensitive_paths=paths, found=found, path=path) for item in value]
         if isinstance(value, str):
-            return self.text(value, scope=scope)
+            return self.text(value, scope=scope, found=found)
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**12:
             redacted = self.text(str(value), scope=scope)
+            if redacted != str(value) and found is not None:
+                found.setdefault(redacted, value)
             return value if redacted == str(value) else redacted
         return value
 
-    def _member(self, name: str, item: Any, *, scope: str, paths: frozenset[str], path: str) -> Any:
-        if path in paths or (SECRET_KEYS.search(name) and isinstance(item, (str, int, float)) and item != ""):
-            kind = "field" if path in paths else "secret"
-            return self.token(Finding(0, 0, kind, path if kind == "field" else name, str(item)), scope)
-        return self.value(item, scope=scope, sensitive_paths=paths, path=path)
+    def _member(self, name: str, item: Any, scope: str, paths: frozenset[str], found: Found | None, path: str) -> Any:
+        whole = path in paths or (SECRET_KEYS.search(name) is not None and isinstance(item, (str, int, float)))
+        if not whole or item == "" or (isinstance(item, str) and TOKEN.fullmatch(item)):
+            return self.value(item, scope=scope, sensitive_paths=paths, found=found, path=path)
+        kind = "field" if path in paths else "secret"
+        token = self.token(Finding(0, 0, kind, path if kind == "field" else name, json.dumps(item)), scope)
+        if found is not None:
+            found.setdefault(token, item)
+        return token
 
 
 @lru_cache(maxsize=1)

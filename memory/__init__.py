@@ -1,1 +1,1 @@
-"""Session memory (short window + long summary, redacted). Built by the memory issue; nothing here yet."""
+"""What a task remembers and what it must not: the vault behind redaction tokens (session memory comes next)."""

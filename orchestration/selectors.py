@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Prefetch, QuerySet
 
+from memory.vault import redaction_scope
 from orchestration.models import (
     Approval,
     OperatorAction,
@@ -75,3 +78,12 @@ def next_model_turn(task: Task) -> int:
         "ref", flat=True
     )
     return 1 + max((int(ref.split(":", 1)[1]) for ref in refs), default=0)
+
+
+@lru_cache(maxsize=4096)
+def task_redaction_scope(task_id: str) -> str:
+    """Where a task's redaction tokens live (its client's session, or the task): read once a process, since a
+    task's client and session never change."""
+    row = Task.objects.filter(pk=task_id).values_list("owner_id", "session_id").first()
+    owner_id, session_id = row if row else (0, "")
+    return redaction_scope(owner_id=owner_id, session_id=session_id, task_id=str(task_id))

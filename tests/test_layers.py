@@ -13,6 +13,7 @@ FORBIDDEN = {
     "lib": {"orchestration", "agent_runtime", "tools", "shop", "memory", "faults"},
     "tools": {"orchestration", "agent_runtime", "memory"},
     "agent_runtime": {"orchestration"},
+    "memory": {"orchestration", "agent_runtime", "tools"},
 }
 
 

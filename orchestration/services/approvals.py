@@ -11,8 +11,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
+from memory.vault import protect_text
 from orchestration.models import Approval, ApprovalDecision, OperatorAction, OperatorActionKind, Task, TaskState
 from orchestration.policy.operator_actions import approval_decided_decide
+from orchestration.selectors import task_redaction_scope
 from orchestration.services.actors import user_actor
 from orchestration.services.decisions import decision_apply
 from orchestration.services.queue import OVERRIDE_PERMISSION, claim_blocks
@@ -38,7 +40,7 @@ def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, 
             raise PermissionDenied(blocked)
         now = timezone.now()
         approval.decision = ApprovalDecision.APPROVED if approve else ApprovalDecision.REJECTED
-        approval.message = message
+        approval.message = protect_text(message, scope=task_redaction_scope(str(task.pk)))
         approval.decided_by = user  # type: ignore[assignment]
         approval.decided_at = now
         approval.save()
@@ -48,7 +50,7 @@ def approval_decide(*, approval_id: int, user: AbstractBaseUser, approve: bool, 
             task=task,
             kind=OperatorActionKind.APPROVE if approve else OperatorActionKind.REJECT,
             actor_id=user.pk,
-            note=message or ("approved" if approve else "rejected"),
+            note=approval.message or ("approved" if approve else "rejected"),
             detail={"approval": approval.pk, "tool": approval.tool},
         )
     return approval

@@ -6,12 +6,16 @@ transaction on the task row the caller has locked. Messages go out only after th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.utils import timezone
 
+from memory.vault import protect, protect_text
 from orchestration import tracing
 from orchestration.models import Approval, RecoveryDecision, Step, Task, Transition
 from orchestration.policy.decision import Decision, Limits, StepChange
+from orchestration.selectors import task_redaction_scope
 from orchestration.services.leases import task_lease_release
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.steps import step_instruction_record
@@ -38,6 +42,7 @@ def policy_limits() -> Limits:
 
 def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | None = None) -> None:
     """Carry out `decision` on the locked `task` (about `step`, if it concerns one) in the caller's transaction."""
+    decision = _protected(decision, scope=task_redaction_scope(str(task.pk)))
     hands_off = any(move.transition == Transition.HAND_OFF for move in decision.moves)
     if hands_off != (decision.handoff is not None):
         raise ValueError("a decision that hands a task off says why (and only such a decision)")
@@ -87,6 +92,32 @@ def decision_apply(*, task: Task, decision: Decision, actor: str, step: Step | N
     if decision.due_at is not None:
         task_enqueue(task=task, due_at=decision.due_at)
     tracing.decision_record(decision=decision, step=step)  # the attempt, the rulings, a wait: on the trace
+
+
+def _protected(decision: Decision, *, scope: str) -> Decision:
+    """The decision with every text and value it records redacted (they quote tool results and model errors)."""
+
+    def text(value: str) -> str:
+        return protect_text(value, scope=scope)
+
+    rulings = tuple(
+        replace(r, what=text(r.what), rule=text(r.rule), envelope=protect(r.envelope, scope=scope))
+        for r in decision.rulings
+    )
+    approval = decision.approval
+    if approval is not None:
+        approval = replace(approval, arguments=protect(approval.arguments, scope=scope), reason=text(approval.reason))
+    instruction = decision.instruction
+    if instruction is not None:
+        instruction = replace(instruction, text=text(instruction.text))
+    return replace(
+        decision,
+        rulings=rulings,
+        waiting_reason=text(decision.waiting_reason),
+        result=protect(decision.result, scope=scope),
+        approval=approval,
+        instruction=instruction,
+    )
 
 
 def _step_change(step: Step | None, change: StepChange) -> None:

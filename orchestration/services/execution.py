@@ -20,6 +20,7 @@ from agent_runtime.specs import AgentSpec, RunOutcome
 from agent_runtime.tracing import traced_journal
 from lib.exceptions import cause_of
 from lib.strict_json import without_nul
+from memory.vault import redaction_scope
 from orchestration import tracing
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
 from orchestration.policy.database_failures import DatabaseFailure, database_failure_decide
@@ -89,9 +90,9 @@ def _run(task: Task, lease: Lease) -> None:
         _decide_under_lease(lease, lambda _: unknown_agent_decide(task.agent), if_lost=_SETTLE_LOST)
         return
     spec = _agent_spec(profile)
-    journal = traced_journal(
-        DatabaseJournal(lease=lease, actor=lease.owner, tool_names=frozenset(t.name for t in spec.tools)), spec
-    )
+    scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
+    tool_names = frozenset(t.name for t in spec.tools)
+    journal = traced_journal(DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope), spec)
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
             spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal

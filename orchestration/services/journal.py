@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from agent_runtime.journal import RunSuspended, TurnUsage
 from lib.strict_json import loads_strict
+from memory.vault import protect, protect_answer, reveal_arguments
 from orchestration import metrics
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
 from orchestration.policy.budgets import BudgetFacts, Spend, budget_decide
@@ -48,10 +49,12 @@ def _call_ref(turn: int, call_id: str) -> str:
 
 
 class DatabaseJournal:
-    def __init__(self, *, lease: Lease, actor: str, tool_names: frozenset[str] = frozenset()) -> None:
+    def __init__(self, *, lease: Lease, actor: str, tool_names: frozenset[str] = frozenset(), scope: str = "") -> None:
         self.lease = lease
         self.actor = actor
         self.tool_names = tool_names
+        self.scope = scope or f"task:{lease.task_id}"
+        """Where this run's redaction tokens live (the task's session, or the task): see memory.vault."""
         # The attempt of each step this run started: a step closes only if it is still that attempt, so a
         # worker that lost its lease never overwrites the step its successor restarted.
         self._attempts: dict[str, int] = {}
@@ -66,8 +69,8 @@ class DatabaseJournal:
     async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
         return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request, worst_case)
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
-        await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+        return await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
 
     async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         await sync_to_async(self._fail_turn, thread_sensitive=True)(turn, error)
@@ -121,7 +124,7 @@ class DatabaseJournal:
                     kind=StepKind.MODEL_TURN,
                     ref=ref,
                     name=model,
-                    step_input=request,
+                    step_input=request,  # redacted by step_begin, like every snapshot
                     deadline_seconds=deadline,
                 )
                 self._attempts[ref] = step.attempt
@@ -133,8 +136,10 @@ class DatabaseJournal:
             raise RunSuspended("the next model request could cross the task's budget")
         return step.attempt
 
-    def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
-        """Record the response and its tokens even if the task was cancelled meanwhile: they were paid for."""
+    def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+        """Record the response (redacted: the run goes on with what is recorded) and its tokens, even if the task
+        was cancelled meanwhile: they were paid for."""
+        response = protect_answer(response, scope=self.scope, sensitive_fields=_sensitive_fields)
         with transaction.atomic():
             step = self._own_step(_turn_ref(turn))
             if step is not None:
@@ -162,6 +167,7 @@ class DatabaseJournal:
         # Outside the transaction: raising inside it would roll back what was just recorded.
         if stop is not None:
             raise RunSuspended(stop)
+        return response
 
     def _after_turn(self, step: Step | None, response: dict[str, Any]) -> str | None:
         """Move the locked task on after a recorded turn; returns why the run must stop, or None."""
@@ -196,7 +202,7 @@ class DatabaseJournal:
         with transaction.atomic():
             step = self._own_step(_turn_ref(turn))
             if step is not None:
-                step_close(step=step, succeeded=False, output={"error": error})
+                step_close(step=step, succeeded=False, output={"error": protect(error, scope=self.scope)})
 
     # --- tool calls -------------------------------------------------------------------------------
     def _recorded_tool_result(self, ref: str) -> dict[str, Any] | None:
@@ -224,16 +230,18 @@ class DatabaseJournal:
         else:
             result = tool_call(
                 contract=contract,
-                raw_arguments=arguments,
+                raw_arguments=reveal_arguments(arguments, scope=self.scope),  # the adapter gets the real values
                 context=CallContext(
                     idempotency_key=step.idempotency_key,
                     trace_id=step.trace_id,
                     task_id=self.lease.task_id,
                     timeout_seconds=contract.timeout_seconds if contract else 0,
                     attempt=step.attempt,
+                    redaction_scope=self.scope,
                 ),
                 approved=decision is not None,
             )
+        result = ToolResult.from_dict(protect(result.to_dict(), scope=self.scope))  # as stored, as the model reads
         envelope_for_model = self._settle_tool(ref, name, arguments, result, contract)
         if envelope_for_model is None:
             raise RunSuspended(f"run stopped after {name}")
@@ -257,7 +265,11 @@ class DatabaseJournal:
                 kind=StepKind.TOOL_CALL,
                 ref=ref,
                 name=name,
-                step_input=_arguments_snapshot(arguments),
+                step_input=protect(
+                    _arguments_snapshot(arguments),
+                    scope=self.scope,
+                    sensitive_paths=[f"arguments.{path}" for path in (contract.sensitive_fields if contract else ())],
+                ),
                 deadline_seconds=contract.timeout_seconds if contract else 0,
                 contract_version_id=contract.version_id if contract else None,
             )
@@ -305,6 +317,11 @@ def _budget_facts(task: Task, worst_case: TurnUsage) -> BudgetFacts:
         token_budget=task.token_budget,
         cost_budget=task.cost_budget,
     )
+
+
+def _sensitive_fields(tool: str) -> tuple[str, ...]:
+    contract = active_contract(tool)
+    return contract.sensitive_fields if contract else ()
 
 
 def _outcome(result: ToolResult) -> str:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from memory.vault import protect, protect_text
 from orchestration.models import (
     Approval,
     ApprovalDecision,
@@ -40,7 +41,7 @@ from orchestration.policy.operator_actions import (
     operator_retry_decide,
     operator_send_back_decide,
 )
-from orchestration.selectors import next_model_turn
+from orchestration.selectors import next_model_turn, task_redaction_scope
 from orchestration.services.actors import user_actor
 from orchestration.services.decisions import decision_apply
 from tools.selectors import active_contract
@@ -294,4 +295,6 @@ def _require_valid_result(step: Step, data: Any) -> None:
 def _audit(
     task: Task, user: AbstractBaseUser, kind: OperatorActionKind, note: str, detail: dict[str, Any] | None = None
 ) -> OperatorAction:
+    scope = task_redaction_scope(str(task.pk))  # an operator's note may quote a card number too
+    note, detail = protect_text(note, scope=scope), protect(detail, scope=scope)
     return OperatorAction.objects.create(task=task, kind=kind, actor_id=user.pk, note=note, detail=detail)

@@ -7,6 +7,7 @@ from typing import Any
 
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tracing import pop_spans
+from memory.vault import protect, redaction_scope
 from orchestration.models import Task, TaskSpan
 
 
@@ -15,7 +16,9 @@ def _when(value: Any) -> datetime | None:
 
 
 def task_spans_store(*, task: Task) -> int:
-    """Store the spans this process collected for the task's trace; returns how many."""
+    """Store the spans this process collected for the task's trace, redacted (an endpoint's raw answer is in
+    them); returns how many."""
+    scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
     spans = [
         TaskSpan(
             task=task,
@@ -24,8 +27,8 @@ def task_spans_store(*, task: Task) -> int:
             kind=str((span.get("span_data") or {}).get("type", "")),
             started_at=_when(span.get("started_at")),
             ended_at=_when(span.get("ended_at")),
-            data=to_jsonable(span.get("span_data") or {}),
-            error=to_jsonable(span.get("error")),
+            data=protect(to_jsonable(span.get("span_data") or {}), scope=scope),
+            error=protect(to_jsonable(span.get("error")), scope=scope),
         )
         for span in pop_spans(task.trace_id)
     ]

@@ -10,8 +10,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from lib.strict_json import without_nul
+from memory.vault import protect
 from orchestration import metrics
 from orchestration.models import Step, StepKind, Task
+from orchestration.selectors import task_redaction_scope
 
 
 def step_key(task: Task, ref: str) -> str:
@@ -35,6 +37,7 @@ def step_begin(
     """
     step = Step.objects.filter(task=task, ref=ref).first()
     now = timezone.now()
+    step_input = protect(step_input, scope=task_redaction_scope(str(task.pk)))
     deadline_at = now + timedelta(seconds=deadline_seconds) if deadline_seconds > 0 else None
     if step is None:
         next_seq = (Step.objects.filter(task=task).aggregate(top=Max("seq"))["top"] or 0) + 1
@@ -78,7 +81,7 @@ def step_close(
         step.succeed()
     else:
         step.fail()
-    step.output = without_nul(output)
+    step.output = without_nul(protect(output, scope=task_redaction_scope(str(step.task_id))))
     step.finished_at = timezone.now()
     step.duration_ms = int((step.finished_at - step.started_at).total_seconds() * 1000)
     step.input_tokens = input_tokens

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from agent_runtime.catalog import Budget, budget_for, current_agent_version_id
 from lib import otel
+from memory.vault import protect, redaction_scope
 from orchestration import tracing
 from orchestration.models import Task
 from orchestration.services.actors import user_actor
@@ -72,6 +73,9 @@ def task_submit(
             with transaction.atomic():
                 version_id = current_agent_version_id(agent)
                 limits = budget_for(version_id, budget)
+                # Stored and shown redacted from the start: the model reads the tokens, a tool gets the values.
+                scope = redaction_scope(owner_id=owner.pk, session_id=session_id, task_id=str(task_pk))
+                goal, task_input, metadata = protect([goal, task_input, metadata], scope=scope)
                 task = Task.objects.create(
                     id=task_pk,
                     owner=owner,

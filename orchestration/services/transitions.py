@@ -7,8 +7,10 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
+from memory.vault import protect_text
 from orchestration import metrics
 from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransition, Transition
+from orchestration.selectors import task_redaction_scope
 from orchestration.services.leases import task_lease_release
 
 # The graph lives on Task; this is its index by name, so a transition is named by a value mypy checks.
@@ -35,6 +37,7 @@ def task_transition(*, task: Task, transition: Transition, actor: str, reason: s
     _require_transaction()
     from_state = task.state
     _MOVES[transition](task)
+    reason = protect_text(reason, scope=task_redaction_scope(str(task.pk)))
     task.state_reason = reason
     if task.state in TERMINAL_STATES or task.state == TaskState.MANUAL_REVIEW:
         task.next_run_at = None

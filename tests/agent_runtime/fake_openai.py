@@ -69,7 +69,7 @@ def _completion(message: dict[str, Any], finish: str, usage: tuple[int, int]) ->
     }
 
 
-Reply = dict[str, Any] | httpx2.Response
+Reply = dict[str, Any] | httpx2.Response | Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -86,6 +86,8 @@ class FakeEndpoint:
         if not self.script:
             return httpx2.Response(500, json={"error": {"message": "script exhausted"}})
         reply, self.script = self.script[0], self.script[1:]
+        if callable(reply):
+            reply = reply(self.requests[-1])  # a reply that depends on what the model was sent
         return reply if isinstance(reply, httpx2.Response) else httpx2.Response(200, json=reply)
 
     def client_factory(self) -> Callable[[], httpx2.AsyncClient]:

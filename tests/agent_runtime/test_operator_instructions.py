@@ -41,8 +41,9 @@ class MemoryJournal:
     async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
         return 1
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> None:
+    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
         self.recorded[turn] = response
+        return response
 
     async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
         pass

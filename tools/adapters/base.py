@@ -26,6 +26,8 @@ class CallContext:
     """The contract's timeout: give outside calls a client timeout no longer than this."""
     attempt: int = 1
     """Which attempt of this call (same key) this is: 2 and up are retries, or reruns after a lost worker."""
+    redaction_scope: str = ""
+    """Where the call's redaction tokens live: the ledger keeps the result as the model reads it, redacted."""
 
 
 class ToolAdapter(ABC):

@@ -18,6 +18,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from lib.redaction import platform_redactor
 from lib.strict_json import contains_nul, loads_strict
 from tools.adapters.base import CallContext, ToolAdapter, adapter_for
 from tools.contract import Contract
@@ -156,9 +157,14 @@ def _run_and_record(
             idempotency_key=context.idempotency_key,
             tool=contract.name,
             contract_version_id=contract.version_id,
-            envelope=result.to_dict(),
+            envelope=platform_redactor().value(result.to_dict(), scope=_scope(context)),
         )
         return result
+
+
+def _scope(context: CallContext) -> str:
+    """Where the call's tokens live; the ledger keeps the result as the model reads it."""
+    return context.redaction_scope or f"task:{context.task_id}"
 
 
 def result_problem(result_schema: dict[str, Any], data: Any) -> str | None:
