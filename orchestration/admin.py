@@ -1,32 +1,29 @@
-"""The operator console in the Django admin: the manual queue, every task's page, and held calls."""
+"""The operator console in the Django admin: the manual queue and every task's page (held calls: admin_approvals)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
-from django.db import connection
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
+from orchestration import admin_approvals  # noqa: F401  (registers the held calls' admin)
+from orchestration.admin_paginators import EstimatedCountPaginator
 from orchestration.console import console_context, console_task_or_404, step_snapshot, waited_text
 from orchestration.console_actions import console_act
 from orchestration.forms import BulkRetryForm
-from orchestration.models import Approval, ApprovalDecision, HandoffReason, QueueTask, Task, TaskState
+from orchestration.models import HandoffReason, QueueTask, Task, TaskState
 from orchestration.policy.operator_actions import RETRIABLE_HANDOFFS
 from orchestration.services.actors import user_actor
-from orchestration.services.approvals import DECIDE_PERMISSION, ApprovalNotPending, approval_decide
 from orchestration.services.bulk_retry import tasks_for_bulk_retry, tasks_retry_bulk
 from orchestration.services.cancellation import task_cancel
 from orchestration.services.queue import (
@@ -36,22 +33,6 @@ from orchestration.services.queue import (
     task_release,
 )
 from orchestration.spend import PERIODS, ROLLUPS, period_start, spend_rollup
-
-
-class EstimatedCountPaginator(Paginator):
-    """The unfiltered task list is counted from PostgreSQL's statistics, not COUNT(*) over the whole table;
-    a filtered list (and every other database) is counted exactly."""
-
-    @cached_property
-    def count(self) -> int:
-        query = getattr(self.object_list, "query", None)
-        if connection.vendor == "postgresql" and query is not None and not query.where:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [Task._meta.db_table])
-                row = cursor.fetchone()
-            if row and row[0] >= 10_000:  # below that, an exact count is cheap and the estimate may be stale
-                return int(row[0])
-        return super().count
 
 
 @admin.register(Task)
@@ -317,50 +298,3 @@ class QueueAdmin(admin.ModelAdmin[QueueTask]):
         self.message_user(request, f"{done} {count} task(s).", messages.SUCCESS)
         for refusal in refusals:
             self.message_user(request, refusal, messages.WARNING)
-
-
-class ApprovalForm(forms.ModelForm[Approval]):
-    verdict = forms.ChoiceField(choices=[("approve", "Approve: run the call"), ("reject", "Reject")])
-    reply = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown to the model with a rejection"
-    )
-
-    class Meta:
-        model = Approval
-        fields: list[str] = []
-
-
-@admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin[Approval]):
-    """Held tool calls. Deciding one resumes its task; a decision is final and bound to who gave it."""
-
-    form = ApprovalForm
-    list_display = ["tool", "task", "decision", "reason", "created_at", "decided_by"]
-    list_filter = ["decision", "tool"]
-    list_select_related = ["task", "decided_by"]
-    show_full_result_count = False
-    readonly_fields = ["task", "tool", "arguments", "reason", "decision", "message", "decided_by", "decided_at"]
-
-    def get_fields(self, request: HttpRequest, obj: Approval | None = None) -> Any:
-        decided = obj is not None and obj.decision != ApprovalDecision.PENDING
-        return self.readonly_fields + ([] if decided else ["verdict", "reply"])
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Approval | None = None) -> bool:
-        return request.user.has_perm(DECIDE_PERMISSION) and (obj is None or obj.decision == ApprovalDecision.PENDING)
-
-    def save_model(self, request: HttpRequest, obj: Approval, form: Any, change: bool) -> None:
-        try:
-            approval_decide(
-                approval_id=obj.pk,
-                user=request.user,  # type: ignore[arg-type]
-                approve=form.cleaned_data["verdict"] == "approve",
-                message=form.cleaned_data.get("reply", ""),
-            )
-        except (ApprovalNotPending, PermissionDenied) as refused:
-            self.message_user(request, f"Not decided: {refused}", messages.ERROR)

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from agent_runtime.models import AgentVersion
 from orchestration.models import TERMINAL_STATES, HandoffReason, Step, StepKind, StepState, Task, TaskState
+from orchestration.selectors import task_identity
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.models import ToolContract
 
@@ -109,14 +110,11 @@ def agent_labels_of(task: Task) -> AgentLabels:
     return _version_labels(task.agent_version_id)
 
 
-@lru_cache(maxsize=4096)
 def _task_labels(task_id: Any) -> AgentLabels:
-    """A task's agent and version never change after submission: one query per task and process."""
-    row = Task.objects.filter(pk=task_id).values_list("agent", "agent_version_id").first()
-    if row is None:
-        return AgentLabels(agent="", agent_version="")
-    agent, version_id = row
-    return _version_labels(version_id) if version_id else AgentLabels(agent=agent, agent_version="")
+    identity = task_identity(str(task_id))
+    if identity.agent_version_id is None:
+        return AgentLabels(agent=identity.agent, agent_version="")
+    return _version_labels(identity.agent_version_id)
 
 
 _KINDS = tuple(str(kind) for kind in StepKind)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -80,10 +81,24 @@ def next_model_turn(task: Task) -> int:
     return 1 + max((int(ref.split(":", 1)[1]) for ref in refs), default=0)
 
 
+@dataclass(frozen=True)
+class TaskIdentity:
+    """What a task is and whose, fixed at submission: safe to cache for a process's life."""
+
+    agent: str
+    agent_version_id: int | None
+    owner_id: int
+    session_id: str
+
+
 @lru_cache(maxsize=4096)
+def task_identity(task_id: str) -> TaskIdentity:
+    """One query per task and process, for every caller that labels or scopes by the task (metrics, redaction)."""
+    row = Task.objects.filter(pk=task_id).values_list("agent", "agent_version_id", "owner_id", "session_id").first()
+    return TaskIdentity(*row) if row else TaskIdentity(agent="", agent_version_id=None, owner_id=0, session_id="")
+
+
 def task_redaction_scope(task_id: str) -> str:
-    """Where a task's redaction tokens live (its client's session, or the task): read once a process, since a
-    task's client and session never change."""
-    row = Task.objects.filter(pk=task_id).values_list("owner_id", "session_id").first()
-    owner_id, session_id = row if row else (0, "")
-    return redaction_scope(owner_id=owner_id, session_id=session_id, task_id=str(task_id))
+    """Where a task's redaction tokens live: its client's session, or the task."""
+    identity = task_identity(str(task_id))
+    return redaction_scope(owner_id=identity.owner_id, session_id=identity.session_id, task_id=str(task_id))

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orchestration.api.errors import error_body
-from orchestration.api.serializers import (
+from orchestration.api.queue_serializers import (
     QueueAssignSerializer,
     QueueBulkRetryResultSerializer,
     QueueBulkRetrySerializer,

@@ -17,18 +17,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from agent_runtime.journal import RunSuspended, TurnUsage
-from lib.strict_json import loads_strict
 from memory.vault import protect, protect_answer, reveal_arguments
 from orchestration import metrics
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
-from orchestration.policy.budgets import BudgetFacts, Spend, budget_decide
 from orchestration.policy.model_turns import TurnOutcome, turn_decide
 from orchestration.policy.operator_actions import cancelled_mid_step_decide, rejected_call_result
 from orchestration.policy.tool_results import ToolOutcome, tool_call_begin_decide, tool_result_decide
 from orchestration.services.approvals import approval_take
+from orchestration.services.budgets import budget_stops_request
 from orchestration.services.decisions import decision_apply, policy_limits
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for, task_locked_or_none
-from orchestration.services.steps import step_begin, step_close
+from orchestration.services.steps import step_begin, step_close, tool_arguments_object, tool_arguments_snapshot
 from tools.adapters.base import CallContext
 from tools.contract import Contract
 from tools.envelope import ToolResult
@@ -117,8 +116,8 @@ class DatabaseJournal:
         deadline = settings.MODEL_CALL_TIMEOUT_SECONDS
         with transaction.atomic():
             task = self._locked()
-            over_budget = budget_decide(_budget_facts(task, worst_case))
-            if over_budget is None:
+            over_budget = budget_stops_request(task=task, worst_case=worst_case, actor=self.actor)
+            if not over_budget:
                 step = step_begin(
                     task=task,
                     kind=StepKind.MODEL_TURN,
@@ -130,9 +129,7 @@ class DatabaseJournal:
                 self._attempts[ref] = step.attempt
                 task_lease_renew(task, step_deadline_seconds=deadline)
                 task.save()
-            else:
-                decision_apply(task=task, decision=over_budget, actor=self.actor)
-        if over_budget is not None:  # raised once the handoff is committed: the model is not asked
+        if over_budget:  # raised once the handoff is committed: the model is not asked
             raise RunSuspended("the next model request could cross the task's budget")
         return step.attempt
 
@@ -266,7 +263,7 @@ class DatabaseJournal:
                 ref=ref,
                 name=name,
                 step_input=protect(
-                    _arguments_snapshot(arguments),
+                    tool_arguments_snapshot(arguments),
                     scope=self.scope,
                     sensitive_paths=[f"arguments.{path}" for path in (contract.sensitive_fields if contract else ())],
                 ),
@@ -303,20 +300,11 @@ class DatabaseJournal:
                 retries_forgiven=step.retries_forgiven,
                 task_replans=task.replans,
                 now=timezone.now(),
-                arguments=_arguments_object(arguments),
+                arguments=tool_arguments_object(arguments),
             )
             decision = tool_result_decide(outcome, policy_limits())
             decision_apply(task=task, step=step, decision=decision, actor=self.actor)
             return result.to_json() if decision.run_goes_on else None
-
-
-def _budget_facts(task: Task, worst_case: TurnUsage) -> BudgetFacts:
-    return BudgetFacts(
-        spent=Spend(tokens=task.input_tokens + task.output_tokens, cost=task.cost),
-        request=Spend(tokens=worst_case.input_tokens + worst_case.output_tokens, cost=worst_case.cost),
-        token_budget=task.token_budget,
-        cost_budget=task.cost_budget,
-    )
 
 
 def _sensitive_fields(tool: str) -> tuple[str, ...]:
@@ -326,17 +314,3 @@ def _sensitive_fields(tool: str) -> tuple[str, ...]:
 
 def _outcome(result: ToolResult) -> str:
     return "ok" if result.ok else f"{result.error_code}"
-
-
-def _arguments_object(arguments: str) -> dict[str, Any]:
-    """The call's arguments as a JSON object, or empty (unparsable text, or not an object)."""
-    parsed = _arguments_snapshot(arguments).get("arguments")
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _arguments_snapshot(arguments: str) -> dict[str, Any]:
-    try:
-        parsed = loads_strict(arguments)
-    except ValueError:  # JSONDecodeError included
-        return {"arguments_raw": arguments}
-    return {"arguments": parsed}

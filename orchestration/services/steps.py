@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
-from lib.strict_json import without_nul
+from lib.strict_json import loads_strict, without_nul
 from memory.vault import protect
 from orchestration import metrics
 from orchestration.models import Step, StepKind, Task
@@ -97,3 +97,18 @@ def step_instruction_record(*, task: Task, actor: str, text: str, before_turn: i
     step = step_begin(task=task, kind=StepKind.OPERATOR_INSTRUCTION, ref=ref, name=actor, step_input={"text": text})
     step_close(step=step, succeeded=True, output={"text": text, "before_turn": before_turn, "by": actor})
     return step
+
+
+def tool_arguments_snapshot(arguments: str) -> dict[str, Any]:
+    """A tool call's arguments as its step records them: the JSON value, or the raw text if it is not JSON."""
+    try:
+        parsed = loads_strict(arguments)
+    except ValueError:  # JSONDecodeError included
+        return {"arguments_raw": arguments}
+    return {"arguments": parsed}
+
+
+def tool_arguments_object(arguments: str) -> dict[str, Any]:
+    """The call's arguments as a JSON object, or empty (unparsable text, or not an object)."""
+    parsed = tool_arguments_snapshot(arguments).get("arguments")
+    return parsed if isinstance(parsed, dict) else {}

@@ -91,6 +91,8 @@ def _survives(value: str, redacted: str) -> bool:
     """Any recognisable part of `value` left in the redacted text (digits of a number, the secret itself)."""
     if value.startswith("Bearer "):
         value = value.removeprefix("Bearer ")
+    if "@" in value and " " not in value:  # an email: its domain is kept on purpose, its local part must go
+        return value in redacted or f"{value.split('@')[0]}@" in redacted
     compact = "".join(ch for ch in value if ch.isalnum())
     return value in redacted or (len(compact) >= 8 and compact in "".join(ch for ch in redacted if ch.isalnum()))
 
