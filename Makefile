@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKER_METRICS_PORT ?= 9808
 
-.PHONY: install browser monitoring-tools run test soak bench-console lint format admin-password clean
+.PHONY: install browser monitoring-tools run test soak bench-console bench-memory lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -60,6 +60,11 @@ soak: install
 # The operator console on a big table (100,000 tasks, a 200-step task): p50/p95 per page, printed, not asserted.
 bench-console: install
 	$(BIN)/python scripts/bench_console.py
+
+# A 200-turn session with memory and with naive full history: tokens and stored bytes per turn, the late turn's
+# facts present; printed, not asserted.
+bench-memory: install
+	$(BIN)/python scripts/bench_memory.py
 
 lint: install
 	$(BIN)/ruff check .

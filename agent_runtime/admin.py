@@ -16,6 +16,7 @@ from agent_runtime.services import (
     AGENT_VERSIONS,
     MAX_COST_BUDGET,
     MAX_TOKEN_BUDGET,
+    MEMORY_LIMITS,
     MIN_COST_BUDGET,
     AgentInvalid,
     agent_create,
@@ -24,6 +25,11 @@ from agent_runtime.services import (
     agent_version_values,
 )
 from lib.versioning_admin import ConfigVersionAdmin
+
+
+def _memory_field(name: str, initial: int, help_text: str) -> forms.IntegerField:
+    lowest, highest = MEMORY_LIMITS[name]
+    return forms.IntegerField(min_value=lowest, max_value=highest, initial=initial, help_text=help_text)
 
 
 class AgentConfigForm(forms.ModelForm[AgentConfig]):
@@ -45,6 +51,13 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
         max_digits=12,
         decimal_places=4,
         help_text="USD one task may spend; empty: TASK_COST_BUDGET_USD from settings",
+    )
+    memory_window_turns = _memory_field(
+        "memory_window_turns", 8, "Turns the model sees verbatim; older ones reach it as summary facts"
+    )
+    memory_summary_tokens = _memory_field("memory_summary_tokens", 400, "The cap of a session's summary, in tokens")
+    memory_inject_tokens = _memory_field(
+        "memory_inject_tokens", 200, "The most summary facts one turn is sent (those relevant to the task), in tokens"
     )
     comment = forms.CharField(required=False, max_length=300)
 
@@ -77,18 +90,7 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
 class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
     form = AgentConfigForm
     list_display = ["name", "version", "current_model"]
-    fields = [
-        "name",
-        "instructions",
-        "model",
-        "model_settings",
-        "tools",
-        "max_turns",
-        "token_budget",
-        "cost_budget_usd",
-        "comment",
-        "version_history",
-    ]
+    fields = ["name", *AGENT_FIELDS, "comment", "version_history"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: AgentConfig | None = None) -> list[str]:
         return ["name", "version_history"] if obj is not None else ["version_history"]

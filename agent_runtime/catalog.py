@@ -11,6 +11,7 @@ from django.db.models import F
 
 from agent_runtime.models import AgentVersion, ModelPrice
 from agent_runtime.specs import Price
+from memory.composer import MemorySettings
 
 DEFAULT_AGENT = "default"
 DEFAULT_INSTRUCTIONS = (
@@ -32,6 +33,7 @@ class AgentProfile:
     tools: tuple[str, ...] = ()
     """Tool names this agent may use; empty means every enabled tool."""
     max_turns: int = 12
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
     @classmethod
     def from_version(cls, version: AgentVersion) -> AgentProfile:
@@ -44,6 +46,11 @@ class AgentProfile:
             model_settings=dict(version.model_settings or {}),
             tools=tuple(version.tools or ()),
             max_turns=version.max_turns,
+            memory=MemorySettings(
+                window_turns=version.memory_window_turns,
+                summary_tokens=version.memory_summary_tokens,
+                inject_tokens=version.memory_inject_tokens,
+            ),
         )
 
 

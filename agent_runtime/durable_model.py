@@ -13,7 +13,7 @@ from agents.models.interface import Model
 
 from agent_runtime.faults import with_model_fault
 from agent_runtime.journal import RunJournal, TurnUsage
-from agent_runtime.prompt import operator_instruction_item
+from agent_runtime.run_memory import RunMemory
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
 from agent_runtime.specs import Price
 from agent_runtime.tokens import count_tokens
@@ -42,6 +42,7 @@ class DurableModel(Model):
         price: Price | None = None,
         output_reserve_tokens: int = 4096,
         fault_key: str = "",
+        memory: RunMemory | None = None,
     ) -> None:
         self.inner = inner
         self.model_name = model_name
@@ -52,21 +53,21 @@ class DurableModel(Model):
         """What a request may write when the agent sets no max_tokens: the budget reserves it before asking."""
         self.fault_key = fault_key
         """Identifies the run to the fault plan (tests and drills only)."""
+        self.memory = memory
+        """What composed each turn's input (the run's input filter): its record goes into the turn's snapshot."""
         self._next_turn = 1
-        self._instructions: list[tuple[int, str]] | None = None
-        self._input_lengths: dict[int, int] = {}
-        """How many items each turn's input had before any instruction went in: where an instruction goes."""
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         turn = self._next_turn
         self._next_turn += 1
-        args, kwargs = await self._with_instructions(turn, args, kwargs)
+        memory = self.memory.record_of(turn) if self.memory else None
         recorded = await self.journal.replay_turn(turn)
         if recorded is not None:
             return response_from_snapshot(recorded)
         args, kwargs, output_limit = self._with_output_limit(args, kwargs)
         worst_case = self._worst_case(_request_as_sent(*args, **kwargs), output_limit)
-        attempt = await self.journal.begin_turn(turn, self.model_name, _request_snapshot(*args, **kwargs), worst_case)
+        snapshot = _request_snapshot(*args, **kwargs) | ({"memory": memory} if memory is not None else {})
+        attempt = await self.journal.begin_turn(turn, self.model_name, snapshot, worst_case)
         fault = active_plan().model_fault(key=self.fault_key, turn=turn, attempt=attempt)
         try:
             response = await self._request(fault, args, kwargs)
@@ -98,25 +99,6 @@ class DurableModel(Model):
         tokens_in = count_tokens(request, model=self.model_name)
         cost = self.price.cost(tokens_in, tokens_out) if self.price else Decimal("0")
         return TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
-
-    async def _with_instructions(
-        self, turn: int, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The request with every operator instruction due by this turn in its place. The SDK's own history never
-        holds them, so each turn puts them back where they were first given: the same input on every replay."""
-        if self._instructions is None:
-            self._instructions = await self.journal.operator_instructions()
-        given = kwargs["input"] if "input" in kwargs else args[1]
-        items = [{"role": "user", "content": given}] if isinstance(given, str) else list(given)
-        self._input_lengths.setdefault(turn, len(items))
-        due = [(before, text) for before, text in self._instructions if before <= turn]
-        if not due:
-            return args, kwargs
-        for before, text in reversed(due):  # from the last position back, so earlier positions stay right
-            items.insert(self._input_lengths.get(before, len(items)), operator_instruction_item(text))
-        if "input" in kwargs:
-            return args, {**kwargs, "input": items}
-        return (args[0], items, *args[2:]), kwargs
 
     async def _request(self, fault: Fault | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ModelResponse:
         deadline = asyncio.timeout(self.deadline_seconds)

@@ -45,6 +45,15 @@ class AgentVersion(ConfigVersion):
         blank=True,
         help_text="USD one task may spend on the model; empty: TASK_COST_BUDGET_USD",
     )
+    memory_window_turns = models.PositiveSmallIntegerField(
+        default=8, help_text="Turns the model sees verbatim (a tool call and its output are one turn)"
+    )
+    memory_summary_tokens = models.PositiveSmallIntegerField(
+        default=400, help_text="The cap of the session's summary of facts, 300 to 500 tokens"
+    )
+    memory_inject_tokens = models.PositiveSmallIntegerField(
+        default=200, help_text="The most summary facts one turn is sent, in tokens (the relevant ones)"
+    )
 
     class Meta:
         ordering = ["agent", "-number"]

@@ -25,7 +25,7 @@ from openai.types.responses import (
     ResponseOutputText,
 )
 
-from agent_runtime.prompt import instruction_text, parse_task_message
+from agent_runtime.prompt import instruction_text, is_task_message, parse_task_message
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tokens import count_tokens
 from tools.adapters.handoff import HANDOFF_TOOL
@@ -85,14 +85,15 @@ class OfflineModel(Model):
 
 
 def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list[ResponseOutputItem]:
-    goal, task_input = parse_task_message(_first_user_text(items))
-    numbered = sum(item.get("type") == "function_call" for item in items)  # call ids stay unique in the run
+    start = _task_message_index(items)
+    goal, task_input = parse_task_message(_text(items[start]) if start is not None else "")
+    items = items[start:] if start is not None else items  # earlier turns of the session are other tasks'
+    numbered = _last_call_number(items)  # call ids stay unique in the run, whatever the window left out
     instructed = [(index, text) for index, item in enumerate(items) if (text := instruction_text(item)) is not None]
     if instructed:  # an operator sent the task back: their latest instruction is the goal from here on
         since, goal = instructed[-1]
         items = items[since + 1 :]
     calls = [item for item in items if item.get("type") == "function_call"]
-    earlier = numbered - len(calls)
     outputs = {item["call_id"]: item.get("output") for item in items if item.get("type") == "function_call_output"}
     if calls:
         last = calls[-1]
@@ -103,7 +104,7 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
         if failed:
             assert envelope is not None
             reason = f"{last['name']} failed with {envelope.get('error_code')}: {envelope.get('error_message')}"
-            return [_handoff_or_give_up(reason, goal, tools, earlier + len(calls))]
+            return [_handoff_or_give_up(reason, goal, tools, numbered)]
     called = {call["name"] for call in calls}
     remaining = [name for name in plan_tool_names(goal, list(tools)) if name not in called]
     if not remaining:
@@ -112,18 +113,38 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
     arguments, missing = _fill_arguments(tools[name], task_input, goal)
     if missing:
         reason = f"cannot call {name}: the task input lacks {', '.join(missing)}"
-        return [_handoff_or_give_up(reason, goal, tools, earlier + len(calls))]
-    return [_call(name, arguments, earlier + len(calls) + 1)]
+        return [_handoff_or_give_up(reason, goal, tools, numbered)]
+    return [_call(name, arguments, numbered + 1)]
 
 
-def _first_user_text(items: list[dict[str, Any]]) -> str:
-    for item in items:
-        if item.get("role") == "user":
-            content = item.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+def _task_message_index(items: list[dict[str, Any]]) -> int | None:
+    """Where this task's own message is: the last user message that carries a task (the window may show the
+    session's earlier tasks before it)."""
+    marked = [index for index, item in enumerate(items) if item.get("role") == "user" and is_task_message(_text(item))]
+    if marked:
+        return marked[-1]
+    plain = [index for index, item in enumerate(items) if item.get("role") == "user" and instruction_text(item) is None]
+    return plain[0] if plain else None
+
+
+_CALL_NUMBER = re.compile(r"^call_(\d+)_")
+
+
+def _last_call_number(items: list[dict[str, Any]]) -> int:
+    numbers = [
+        int(match.group(1))
+        for item in items
+        if item.get("type") == "function_call" and (match := _CALL_NUMBER.match(str(item.get("call_id", ""))))
+    ]
+    return max(numbers, default=sum(item.get("type") == "function_call" for item in items))
+
+
+def _text(item: dict[str, Any]) -> str:
+    content = item.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return ""
 
 

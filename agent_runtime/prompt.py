@@ -12,6 +12,10 @@ def compose_task_message(goal: str, task_input: dict[str, Any]) -> str:
     return f"{goal}{_INPUT_MARKER}{json.dumps(task_input, sort_keys=True)}"
 
 
+def is_task_message(text: str) -> bool:
+    return _INPUT_MARKER in text
+
+
 def parse_task_message(text: str) -> tuple[str, dict[str, Any]]:
     goal, _, raw_input = text.partition(_INPUT_MARKER)
     try:

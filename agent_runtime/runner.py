@@ -14,9 +14,11 @@ from agent_runtime.durable_model import DurableModel
 from agent_runtime.endpoints import resolve_model
 from agent_runtime.journal import RunJournal, RunSuspended
 from agent_runtime.prompt import compose_task_message
+from agent_runtime.run_memory import RunMemory
 from agent_runtime.specs import AgentSpec, RunOutcome
 from agent_runtime.tracing import install_tracing, sdk_trace_id
 from lib.exceptions import cause_of
+from memory.composer import Recalled
 from tools.spec import ToolSpec
 
 
@@ -28,9 +30,14 @@ async def run_agent(
     trace_id: str,
     group_id: str,
     journal: RunJournal,
+    recalled: Recalled | None = None,
     model: Model | None = None,
 ) -> RunOutcome:
-    """Run (or resume) the agent on a task until it answers, is suspended, or runs out of turns."""
+    """Run (or resume) the agent on a task until it answers, is suspended, or runs out of turns.
+
+    `recalled` is what the task's session held when the task started (journalled by the caller): each turn is
+    sent the window plus the relevant facts of the summary, not the whole transcript (`RunMemory`)."""
+    memory = RunMemory(recalled=recalled or Recalled(), settings=spec.memory, journal=journal, model=spec.model)
     durable = DurableModel(
         model or resolve_model(spec.model),
         model_name=spec.model,
@@ -39,6 +46,7 @@ async def run_agent(
         price=spec.price,
         output_reserve_tokens=settings.MODEL_OUTPUT_RESERVE_TOKENS,
         fault_key=group_id,
+        memory=memory,
     )
     # One tool call at a time: each call is a state transition of the task, and those are sequential.
     tool_lock = asyncio.Lock()
@@ -57,6 +65,7 @@ async def run_agent(
         # A call to a tool the agent lacks goes back to the model as an error to re-plan on (the journal
         # counts it against the task's re-plan cap) instead of aborting the run.
         tool_not_found_behavior="return_error_to_model",
+        call_model_input_filter=memory,
     )
     try:
         result = await Runner.run(

@@ -20,7 +20,24 @@ from tools.models import ToolContract
 MAX_TOKEN_BUDGET = 10**12
 MIN_COST_BUDGET, MAX_COST_BUDGET = Decimal("0.0001"), Decimal("99999999.9999")
 
-AGENT_FIELDS = ("instructions", "model", "model_settings", "tools", "max_turns", "token_budget", "cost_budget_usd")
+AGENT_FIELDS = (
+    "instructions",
+    "model",
+    "model_settings",
+    "tools",
+    "max_turns",
+    "token_budget",
+    "cost_budget_usd",
+    "memory_window_turns",
+    "memory_summary_tokens",
+    "memory_inject_tokens",
+)
+# What the memory fields may hold: (lowest, highest).
+MEMORY_LIMITS = {
+    "memory_window_turns": (1, 100),
+    "memory_summary_tokens": (300, 500),
+    "memory_inject_tokens": (0, 4000),
+}
 
 
 class AgentInvalid(ConfigInvalid):
@@ -55,7 +72,19 @@ def agent_problems(values: dict[str, Any]) -> Problems:
             problems["tools"] = [f"no such tool: {', '.join(unknown)}"]
     if not 1 <= int(values.get("max_turns") or 0) <= 100:
         problems["max_turns"] = ["between 1 and 100"]
-    return problems | _budget_problems(values)
+    return problems | _budget_problems(values) | _memory_problems(values)
+
+
+def _memory_problems(values: dict[str, Any]) -> Problems:
+    """Memory fields may be left out (their defaults apply); given, they are whole numbers within their limits."""
+    problems: Problems = {}
+    for name, (lowest, highest) in MEMORY_LIMITS.items():
+        value = values.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= highest:
+            problems[name] = [f"a whole number from {lowest} to {highest}"]
+    return problems
 
 
 def _budget_problems(values: dict[str, Any]) -> Problems:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from memory.composer import MemorySettings
 from tools.spec import ToolSpec
 
 _MILLION = Decimal(1_000_000)
@@ -33,6 +34,7 @@ class AgentSpec:
     """Keyword arguments of the SDK's ModelSettings (temperature, max_tokens, ...)."""
     price: Price | None = None
     """None when the price table has no row for the model: cost is then recorded as 0."""
+    memory: MemorySettings = field(default_factory=MemorySettings)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,8 @@ def extract_facts(items: Sequence[dict[str, Any]], *, turn: int) -> list[Fact]:
     facts: list[Fact] = []
     for item in items:
         if item.get("role") == "user" and isinstance(item.get("content"), str):
-            facts.append(Fact(f"The customer asked: {_first_sentence(item['content'])}", turn))
+            sentences = _sentences(item["content"])[:_SENTENCES_PER_MESSAGE]
+            facts += [Fact(f"The customer said: {sentence}", turn) for sentence in sentences]
         elif item.get("type") == "function_call_output":
             call = calls.get(item.get("call_id"), {})
             facts.append(Fact(_tool_fact(str(call.get("name", "a tool")), item.get("output")), turn))
@@ -124,6 +125,14 @@ def _assistant_text(content: Any) -> str:
     return ""
 
 
+_SENTENCES_PER_MESSAGE = 4  # a customer's message can state several facts ("My order is A-1. It came broken.")
+
+
+def _sentences(text: str, limit: int = 200) -> list[str]:
+    sentences = [sentence for sentence in re.split(r"(?<=[.!?])\s+", text.strip()) if sentence]
+    return [sentence if len(sentence) <= limit else sentence[: limit - 1] + "…" for sentence in sentences]
+
+
 def _first_sentence(text: str, limit: int = 200) -> str:
-    sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
-    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+    sentences = _sentences(text, limit)
+    return sentences[0] if sentences else ""

@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agent_runtime.journal import SUSPENDED
+from orchestration.console_memory import memory_figures
 from orchestration.forms import (
     ApprovalForm,
     AssignForm,
@@ -170,6 +171,7 @@ def console_context(task: Task, user: Any, bound: dict[str, forms.Form] | None =
         "result": Shown.of(task.result) if task.result is not None else None,
         "task_input": Shown.of(task.input),
         "budget": budget_figures(task),
+        "memory": memory_figures(task),
         "totals": {
             "steps": len(steps),
             "model_turns": sum(s.kind == StepKind.MODEL_TURN for s in steps),

@@ -216,6 +216,7 @@ class StepKind(models.TextChoices):
     MODEL_TURN = "model_turn"
     TOOL_CALL = "tool_call"
     OPERATOR_INSTRUCTION = "operator_instruction", "operator instruction"
+    MEMORY_RECALL = "memory_recall", "memory recall"
 
 
 class StepState(models.TextChoices):

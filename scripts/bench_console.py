@@ -143,16 +143,10 @@ def main() -> None:
     steps = int(os.environ.get("BENCH_STEPS", "200"))
     requests = int(os.environ.get("BENCH_REQUESTS", "30"))
     queued = max(1, tasks // 50)
-    database = os.environ.setdefault("DATABASE_URL", "postgres://root@127.0.0.1:5432/bench_console")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
     sys.path.insert(0, str(ROOT))
-    _create_database(database)
-    import django
+    from scripts.bench_setup import bench_django
 
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", "--no-input", verbosity=0)
+    bench_django("bench_console")
     started = time.perf_counter()
     long_task = seed(tasks=tasks, queued=queued, steps=steps)
     seeded = time.perf_counter() - started
@@ -173,17 +167,6 @@ def main() -> None:
     print(f"\n{'page':<20}{'p50 ms':>10}{'p95 ms':>10}{'queries':>10}")
     for name, page in figures.items():
         print(f"{name:<20}{page['p50_ms']:>10}{page['p95_ms']:>10}{page['queries']:>10}")
-
-
-def _create_database(url: str) -> None:
-    """A fresh database for every run, so the figures never depend on what an earlier run left."""
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    server = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

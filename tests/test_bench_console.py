@@ -3,22 +3,17 @@ reports its figures. Its speed is read from `make bench-console`, never asserted
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.benches import bench_script
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queue_groups")]
 
 
 def _bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_console.py"
-    spec = importlib.util.spec_from_file_location("bench_console", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("bench_console")
 
 
 def test_the_console_benchmark_seeds_and_measures_every_page() -> None:

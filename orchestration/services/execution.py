@@ -20,6 +20,7 @@ from agent_runtime.specs import AgentSpec, RunOutcome
 from agent_runtime.tracing import traced_journal
 from lib.exceptions import cause_of
 from lib.strict_json import without_nul
+from memory.composer import Recalled
 from memory.vault import redaction_scope
 from orchestration import tracing
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
@@ -32,6 +33,7 @@ from orchestration.services.decisions import decision_apply, policy_limits
 from orchestration.services.journal import DatabaseJournal
 from orchestration.services.leases import Lease, task_lease_acquire, task_locked_for, task_under_lease
 from orchestration.services.lost_steps import step_lost_settle, tool_unfinished_settle
+from orchestration.services.memory import task_memory_recall
 from orchestration.services.spans import task_spans_store
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.selectors import tool_specs
@@ -90,12 +92,23 @@ def _run(task: Task, lease: Lease) -> None:
         _decide_under_lease(lease, lambda _: unknown_agent_decide(task.agent), if_lost=_SETTLE_LOST)
         return
     spec = _agent_spec(profile)
+    recalled: list[Recalled] = []
+    if not task_under_lease(
+        lease, lambda locked: recalled.append(task_memory_recall(locked)), if_lost="lease lost before the recall"
+    ):
+        return
     scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
     tool_names = frozenset(t.name for t in spec.tools)
     journal = traced_journal(DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope), spec)
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
-            spec, goal=task.goal, task_input=task.input, trace_id=task.trace_id, group_id=str(task.pk), journal=journal
+            spec,
+            goal=task.goal,
+            task_input=task.input,
+            trace_id=task.trace_id,
+            group_id=str(task.pk),
+            journal=journal,
+            recalled=recalled[0],
         )
     except Exception as exc:
         database_failure = cause_of(exc, DatabaseError)  # the SDK wraps what a tool call raises
@@ -154,6 +167,7 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
         max_turns=profile.max_turns,
         model_settings=profile.model_settings,
         price=price,
+        memory=profile.memory,
     )
 
 

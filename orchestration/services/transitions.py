@@ -12,6 +12,7 @@ from orchestration import metrics
 from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransition, Transition
 from orchestration.selectors import task_redaction_scope
 from orchestration.services.leases import task_lease_release
+from orchestration.services.memory import task_memory_settle
 
 # The graph lives on Task; this is its index by name, so a transition is named by a value mypy checks.
 _MOVES: dict[Transition, Callable[[Task], None]] = {
@@ -42,6 +43,7 @@ def task_transition(*, task: Task, transition: Transition, actor: str, reason: s
     if task.state in TERMINAL_STATES or task.state == TaskState.MANUAL_REVIEW:
         task.next_run_at = None
         task_lease_release(task)
+        task_memory_settle(task)  # settled for now: what it learnt joins its session, in this transaction
     if from_state == TaskState.MANUAL_REVIEW and task.state != TaskState.MANUAL_REVIEW:
         task.claimed_by, task.claim_expires_at = None, None  # out of the queue: nobody holds it any more
     if task.state in TERMINAL_STATES:

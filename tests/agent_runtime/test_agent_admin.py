@@ -22,6 +22,9 @@ def _form(**changes: object) -> dict[str, object]:
         "model_settings": json.dumps(current.model_settings),
         "tools": json.dumps(current.tools),
         "max_turns": current.max_turns,
+        "memory_window_turns": current.memory_window_turns,
+        "memory_summary_tokens": current.memory_summary_tokens,
+        "memory_inject_tokens": current.memory_inject_tokens,
     }
     return {**data, **changes}
 
@@ -45,6 +48,8 @@ def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client)
         ({"tools": json.dumps(["no_such_tool"])}, "tools"),
         ({"instructions": "  "}, "instructions"),
         ({"max_turns": 0}, "max_turns"),
+        ({"memory_summary_tokens": 600}, "memory_summary_tokens"),
+        ({"memory_window_turns": 0}, "memory_window_turns"),
     ],
 )
 def test_invalid_agent_edits_are_refused(operator: Client, changes: dict[str, object], field: str) -> None:

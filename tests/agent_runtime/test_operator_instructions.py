@@ -3,15 +3,18 @@ place on every turn after it, and identically on a replay (the SDK's own history
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from agents import ModelResponse, Usage
+from agents import Agent, ModelResponse, TResponseInputItem, Usage
 from agents.models.interface import Model
+from agents.run_config import CallModelData, ModelInputData
 from asgiref.sync import async_to_sync
 
 from agent_runtime.durable_model import DurableModel
 from agent_runtime.journal import TurnUsage
 from agent_runtime.prompt import operator_instruction_item
+from agent_runtime.run_memory import RunMemory
+from memory.composer import MemorySettings, Recalled
 
 
 class RecordingModel(Model):
@@ -66,15 +69,23 @@ SAY = operator_instruction_item("Look the order up instead")
 
 
 def _run(model: DurableModel, turns: int) -> None:
+    """Each turn as the SDK makes it: the run's input filter, then the model."""
+    assert model.memory is not None
     for turn_input in TURN_INPUTS[:turns]:
+        items = cast(list[TResponseInputItem], list(turn_input))
+        data = CallModelData(
+            model_data=ModelInputData(input=items, instructions=""), agent=cast(Agent[Any], None), context=None
+        )
+        sent = async_to_sync(model.memory)(data)
         async_to_sync(model.get_response)(
-            system_instructions="", input=turn_input, model_settings=None, tools=[], output_schema=None,
+            system_instructions=sent.instructions, input=sent.input, model_settings=None, tools=[], output_schema=None,
             handoffs=[], tracing=None, previous_response_id=None, conversation_id=None, prompt=None,
         )  # fmt: skip
 
 
 def _durable(journal: MemoryJournal, inner: Model) -> DurableModel:
-    return DurableModel(inner, model_name="test", journal=journal, deadline_seconds=5)
+    memory = RunMemory(recalled=Recalled(), settings=MemorySettings(), journal=journal, model="test")
+    return DurableModel(inner, model_name="test", journal=journal, deadline_seconds=5, memory=memory)
 
 
 def test_the_instruction_comes_before_its_turn_and_stays_in_place_after() -> None:

@@ -93,7 +93,8 @@ def test_facts_are_extracted_from_requests_tool_outcomes_and_answers() -> None:
         {"role": "assistant", "content": [{"type": "output_text", "text": "I will retry soon. Sorry."}]},
     ]  # fmt: skip
     assert [fact.text for fact in extract_facts(items, turn=2)] == [
-        "The customer asked: Refund order A-1002.",
+        "The customer said: Refund order A-1002.",
+        "The customer said: It arrived broken.",
         "refund_order failed with ORDER_LOCKED: locked",
         "The agent said: I will retry soon.",
     ]
