@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 from agents import ModelResponse, ModelSettings
-from agents.models.interface import Model
+from agents.models.interface import Model, ModelTracing
 
 from agent_runtime.faults import with_model_fault
-from agent_runtime.journal import RunJournal, TurnUsage
+from agent_runtime.journal import ModelCall, RunJournal, TurnUsage
 from agent_runtime.run_memory import RunMemory
 from agent_runtime.snapshots import response_from_snapshot, response_to_snapshot, to_jsonable
 from agent_runtime.specs import Price
@@ -61,23 +61,46 @@ class DurableModel(Model):
         turn = self._next_turn
         self._next_turn += 1
         memory = self.memory.record_of(turn) if self.memory else None
-        recorded = await self.journal.replay_turn(turn)
+        return await self._durable(turn, "turn", args, kwargs, {"memory": memory} if memory is not None else {})
+
+    async def summarize(self, turn: int, *, instructions: str, text: str, max_tokens: int) -> ModelResponse:
+        """The memory summarizer's request before turn `turn` (its own durable step, replayed like an answer)."""
+        request: dict[str, Any] = {
+            "system_instructions": instructions,
+            "input": [{"role": "user", "content": text}],
+            "model_settings": ModelSettings(max_tokens=max_tokens),
+            "tools": [],
+            "output_schema": None,
+            "handoffs": [],
+            "tracing": ModelTracing.DISABLED,
+            "previous_response_id": None,
+            "conversation_id": None,
+            "prompt": None,
+        }
+        return await self._durable(turn, "summary", (), request, {})
+
+    async def _durable(
+        self, turn: int, call: ModelCall, args: tuple[Any, ...], kwargs: dict[str, Any], noted: dict[str, Any]
+    ) -> ModelResponse:
+        """One model request as a step: replayed if recorded, else begun (budget checked), sent, and recorded."""
+        recorded = await self.journal.replay_turn(turn, call)
         if recorded is not None:
             return response_from_snapshot(recorded)
         args, kwargs, output_limit = self._with_output_limit(args, kwargs)
         worst_case = self._worst_case(_request_as_sent(*args, **kwargs), output_limit)
-        snapshot = _request_snapshot(*args, **kwargs) | ({"memory": memory} if memory is not None else {})
-        attempt = await self.journal.begin_turn(turn, self.model_name, snapshot, worst_case)
-        fault = active_plan().model_fault(key=self.fault_key, turn=turn, attempt=attempt)
+        snapshot = _request_snapshot(*args, **kwargs) | noted
+        attempt = await self.journal.begin_turn(turn, self.model_name, snapshot, worst_case, call)
+        # The fault plan numbers the agent's turns; the summarizer's requests are not among them.
+        fault = active_plan().model_fault(key=self.fault_key, turn=turn, attempt=attempt) if call == "turn" else None
         try:
             response = await self._request(fault, args, kwargs)
         except Exception as exc:
-            await self.journal.fail_turn(turn, {"type": type(exc).__name__, "message": str(exc)[:2000]})
+            await self.journal.fail_turn(turn, {"type": type(exc).__name__, "message": str(exc)[:2000]}, call)
             raise
         tokens_in, tokens_out = response.usage.input_tokens, response.usage.output_tokens
         cost = self.price.cost(tokens_in, tokens_out) if self.price else Decimal("0")
         usage = TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cost=cost)
-        recorded = await self.journal.end_turn(turn, response_to_snapshot(response), usage)
+        recorded = await self.journal.end_turn(turn, response_to_snapshot(response), usage, call)
         return response_from_snapshot(recorded)
 
     def _with_output_limit(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -33,22 +33,31 @@ class RunSuspended(Exception):
         super().__init__(f"{SUSPENDED}{why}")
 
 
+ModelCall = Literal["turn", "summary"]
+"""Which request of a turn: the agent's answer, or the memory summarizer's facts from what the turn added (with a
+real model; see agent_runtime.summarizer). Both are durable steps alike: recorded, replayed, budgeted, counted."""
+
+
 class RunJournal(Protocol):
-    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
+    async def replay_turn(self, turn: int, call: ModelCall = "turn") -> dict[str, Any] | None:
         """The recorded response of model turn `turn`, or None if it must be requested."""
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
+    async def begin_turn(
+        self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall = "turn"
+    ) -> int:
         """Persist that turn `turn` is about to be requested, with its input snapshot; return its attempt number
         (2 and up when the turn is requested again after a failure or a lost worker).
 
         `worst_case` is the most the request can use (its input counted, plus its maximum output). Raises
         RunSuspended, before anything is requested, when that could cross the task's budget."""
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+    async def end_turn(
+        self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall = "turn"
+    ) -> dict[str, Any]:
         """Persist the model's response; after this the turn is replayed, never requested again. Returns the
         response as recorded (redacted): what the run goes on with, so a replay gives the model the same bytes."""
 
-    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+    async def fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall = "turn") -> None:
         """Persist that the request for turn `turn` failed."""
 
     async def operator_instructions(self) -> list[tuple[int, str]]:

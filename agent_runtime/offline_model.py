@@ -4,7 +4,8 @@ It serves the embedded default and most tests. From the task's goal it picks the
 asks for (every word of the tool's name appears in the goal: "look up order" -> `lookup_order`), in the
 order the goal names them, fills their arguments from the task input by parameter name, and calls them one
 per turn. A failed call it cannot mend, or an argument it cannot fill, goes to `handoff_to_human` when the
-agent has it. When every tool has answered, it writes a final answer that quotes their results. After an
+agent has it. When every tool has answered, it writes a final answer that quotes their results; a goal that needs
+no tool is answered with the facts memory sent it from earlier in the session, if any. After an
 operator sends a task back with an instruction, the instruction is its goal from then on (the task input still
 fills the arguments).
 """
@@ -28,6 +29,7 @@ from openai.types.responses import (
 from agent_runtime.prompt import instruction_text, is_task_message, parse_task_message
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tokens import count_tokens
+from memory.composer import MEMORY_HEADER
 from tools.adapters.handoff import HANDOFF_TOOL
 
 _PHRASES = {"look up": "lookup", "hand off": "handoff", "hand over": "handoff", "escalate": "handoff human"}
@@ -71,7 +73,7 @@ class OfflineModel(Model):
     ) -> ModelResponse:
         items = [{"role": "user", "content": input}] if isinstance(input, str) else to_jsonable(input)
         function_tools = {tool.name: tool for tool in tools if isinstance(tool, FunctionTool)}
-        output = _decide(items, function_tools)
+        output = _decide(items, function_tools, remembered(system_instructions or ""))
         usage = Usage(
             requests=1,
             input_tokens=count_tokens(system_instructions or "") + count_tokens(items),
@@ -84,7 +86,7 @@ class OfflineModel(Model):
         raise NotImplementedError("the offline model does not stream")
 
 
-def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list[ResponseOutputItem]:
+def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool], memory: list[str]) -> list[ResponseOutputItem]:
     start = _task_message_index(items)
     goal, task_input = parse_task_message(_text(items[start]) if start is not None else "")
     items = items[start:] if start is not None else items  # earlier turns of the session are other tasks'
@@ -108,7 +110,7 @@ def _decide(items: list[dict[str, Any]], tools: dict[str, FunctionTool]) -> list
     called = {call["name"] for call in calls}
     remaining = [name for name in plan_tool_names(goal, list(tools)) if name not in called]
     if not remaining:
-        return [_message(_final_answer(calls, outputs))]
+        return [_message(_final_answer(calls, outputs, memory))]
     name = remaining[0]
     arguments, missing = _fill_arguments(tools[name], task_input, goal)
     if missing:
@@ -185,7 +187,15 @@ def _handoff_or_give_up(reason: str, goal: str, tools: dict[str, FunctionTool], 
     return _message(f"I could not finish: {reason}.")
 
 
-def _final_answer(calls: list[dict[str, Any]], outputs: dict[str, Any]) -> str:
+def remembered(instructions: str) -> list[str]:
+    """The facts memory sent with the instructions (see memory.composer): what the conversation said before."""
+    _, header, block = instructions.partition(MEMORY_HEADER)
+    return [line.removeprefix("- ") for line in block.splitlines() if line.startswith("- ")] if header else []
+
+
+def _final_answer(calls: list[dict[str, Any]], outputs: dict[str, Any], memory: list[str]) -> str:
+    if not calls and memory:
+        return "From earlier in this conversation: " + " ".join(f"{fact.rstrip('.')}." for fact in memory)
     if not calls:
         return "Nothing in this goal needs a tool; no action taken."
     results = {call["name"]: (_parse_envelope(outputs.get(call["call_id"])) or {}).get("data") for call in calls}

@@ -15,19 +15,30 @@ from agents import TResponseInputItem
 from agents.run_config import CallModelData, ModelInputData
 
 from agent_runtime.journal import RunJournal
-from agent_runtime.prompt import instruction_text, operator_instruction_item, parse_task_message
+from agent_runtime.prompt import instruction_text, is_task_message, operator_instruction_item, parse_task_message
 from agent_runtime.snapshots import to_jsonable
 from agent_runtime.tokens import count_text_tokens
-from memory.composer import MemorySettings, Recalled, TurnComposer
+from memory.composer import MemorySettings, Recalled, Summarize, TurnComposer
 from memory.summary import Fact, extract_facts
 from memory.window import Item
 
 
 class RunMemory:
-    def __init__(self, *, recalled: Recalled, settings: MemorySettings, journal: RunJournal, model: str) -> None:
+    def __init__(
+        self,
+        *,
+        recalled: Recalled,
+        settings: MemorySettings,
+        journal: RunJournal,
+        model: str,
+        summarize: Summarize | None = None,
+    ) -> None:
         self.journal = journal
         self.composer = TurnComposer(
-            recalled, settings, count=lambda text: count_text_tokens(text, model=model), summarize=_extractive
+            recalled,
+            settings,
+            count=lambda text: count_text_tokens(text, model=model),
+            summarize=summarize or extractive,
         )
         self._turn = 0
         self._instructions: list[tuple[int, str]] | None = None
@@ -67,16 +78,18 @@ def _query(own: Sequence[Item]) -> str:
     return "\n".join(parts)
 
 
-async def _extractive(items: Sequence[Item], turn: int) -> list[Fact]:
-    """The offline summarizer: deterministic, sentences lifted from the items (the task message as its goal and
-    input values, not its JSON)."""
-    return extract_facts([_readable(item) for item in items], turn=turn)
-
-
-def _readable(item: Item) -> Item:
-    content = item.get("content")
-    if item.get("role") != "user" or not isinstance(content, str) or instruction_text(item) is not None:
-        return item
-    goal, task_input = parse_task_message(content)
-    shown = ", ".join(f"{key} {value}" for key, value in task_input.items() if isinstance(value, (str, int, float)))
-    return {**item, "content": f"{goal} ({shown})" if shown else goal}
+async def extractive(items: Sequence[Item], turn: int) -> list[Fact]:
+    """The offline summarizer: deterministic, sentences lifted from the items; a task message gives its goal's
+    sentences and one fact of its input's values (not its JSON)."""
+    readable: list[Item] = []
+    inputs: list[Fact] = []
+    for item in items:
+        content = item.get("content")
+        if item.get("role") != "user" or not isinstance(content, str) or not is_task_message(content):
+            readable.append(item)
+            continue
+        goal, task_input = parse_task_message(content)
+        readable.append({**item, "content": goal})
+        shown = ", ".join(f"{key} {value}" for key, value in task_input.items() if isinstance(value, (str, int, float)))
+        inputs += [Fact(f"The task's input: {shown}", turn)] if shown else []
+    return extract_facts(readable, turn=turn) + inputs

@@ -11,11 +11,12 @@ from agents.models.interface import Model
 from django.conf import settings
 
 from agent_runtime.durable_model import DurableModel
-from agent_runtime.endpoints import resolve_model
+from agent_runtime.endpoints import OFFLINE, resolve_model
 from agent_runtime.journal import RunJournal, RunSuspended
 from agent_runtime.prompt import compose_task_message
 from agent_runtime.run_memory import RunMemory
 from agent_runtime.specs import AgentSpec, RunOutcome
+from agent_runtime.summarizer import ModelSummarizer
 from agent_runtime.tracing import install_tracing, sdk_trace_id
 from lib.exceptions import cause_of
 from memory.composer import Recalled
@@ -37,7 +38,7 @@ async def run_agent(
 
     `recalled` is what the task's session held when the task started (journalled by the caller): each turn is
     sent the window plus the relevant facts of the summary, not the whole transcript (`RunMemory`)."""
-    memory = RunMemory(recalled=recalled or Recalled(), settings=spec.memory, journal=journal, model=spec.model)
+    recalled = recalled or Recalled()
     durable = DurableModel(
         model or resolve_model(spec.model),
         model_name=spec.model,
@@ -46,8 +47,12 @@ async def run_agent(
         price=spec.price,
         output_reserve_tokens=settings.MODEL_OUTPUT_RESERVE_TOKENS,
         fault_key=group_id,
-        memory=memory,
     )
+    summarize = None  # the offline, extractive summarizer
+    if spec.model != OFFLINE and settings.MEMORY_SUMMARIZER == "model":
+        summarize = ModelSummarizer(durable, recalled_turns=recalled.turns)
+    memory = RunMemory(recalled=recalled, settings=spec.memory, journal=journal, model=spec.model, summarize=summarize)
+    durable.memory = memory
     # One tool call at a time: each call is a state transition of the task, and those are sequential.
     tool_lock = asyncio.Lock()
     agent: Agent[None] = Agent(

@@ -41,7 +41,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from agent_runtime.endpoints import OFFLINE
-from agent_runtime.journal import RunJournal, RunSuspended, TurnUsage
+from agent_runtime.journal import ModelCall, RunJournal, RunSuspended, TurnUsage
 from agent_runtime.specs import AgentSpec
 from lib import otel
 from lib.exceptions import cause_of
@@ -140,29 +140,35 @@ class TracedJournal:
             for name, key in _REQUEST_SETTINGS.items()
             if isinstance(value := spec.model_settings.get(name), int | float)
         }
-        self._turns: dict[int, trace.Span] = {}
+        self._turns: dict[tuple[int, ModelCall], trace.Span] = {}
 
-    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
-        return await self.inner.replay_turn(turn)
+    async def replay_turn(self, turn: int, call: ModelCall = "turn") -> dict[str, Any] | None:
+        return await self.inner.replay_turn(turn, call)
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
-        attempt = await self.inner.begin_turn(turn, model, request, worst_case)
+    async def begin_turn(
+        self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall = "turn"
+    ) -> int:
+        attempt = await self.inner.begin_turn(turn, model, request, worst_case, call)
         attributes: dict[str, AttributeValue] = {
             GEN_AI_OPERATION_NAME: "chat",
             GEN_AI_REQUEST_MODEL: model,
             GEN_AI_AGENT_NAME: self.agent,
             "task.turn": turn,
+            "task.model_call": call,
             otel.STEP_ATTEMPT: attempt,
             **self._request,
         }
         provider = provider_name(model)
         if provider:
             attributes[GEN_AI_PROVIDER_NAME] = provider
-        self._turns[turn] = otel.tracer().start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        span = otel.tracer().start_span(f"chat {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        self._turns[(turn, call)] = span
         return attempt
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
-        span = self._turns.pop(turn, None)
+    async def end_turn(
+        self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall = "turn"
+    ) -> dict[str, Any]:
+        span = self._turns.pop((turn, call), None)
         if span is not None:
             span.set_attributes(
                 {GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens, GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens}
@@ -170,15 +176,15 @@ class TracedJournal:
             if response.get("response_id"):
                 span.set_attribute(GEN_AI_RESPONSE_ID, str(response["response_id"]))
             span.end()
-        return await self.inner.end_turn(turn, response, usage)
+        return await self.inner.end_turn(turn, response, usage, call)
 
-    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
-        span = self._turns.pop(turn, None)
+    async def fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall = "turn") -> None:
+        span = self._turns.pop((turn, call), None)
         if span is not None:
             span.set_attribute(ERROR_TYPE, str(error.get("type") or "_OTHER"))
             span.set_status(Status(StatusCode.ERROR, str(error.get("message", ""))[:500]))
             span.end()
-        await self.inner.fail_turn(turn, error)
+        await self.inner.fail_turn(turn, error, call)
 
     async def operator_instructions(self) -> list[tuple[int, str]]:
         return await self.inner.operator_instructions()

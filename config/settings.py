@@ -271,6 +271,12 @@ OPENAI_API_STYLE = env_str("OPENAI_API_STYLE", "responses")
 if OPENAI_API_STYLE not in {"responses", "chat_completions"}:
     raise ConfigError(f"OPENAI_API_STYLE must be responses or chat_completions, got {OPENAI_API_STYLE!r}")
 MODEL_CALL_TIMEOUT_SECONDS = env_float("MODEL_CALL_TIMEOUT_SECONDS", 60.0, minimum=1.0)
+# Who writes the session summary's facts with a real model: the agent's model ("model": one small request per
+# turn, a durable step with its tokens counted) or the deterministic extractive summarizer ("extractive", free).
+# The offline model always uses the extractive one.
+MEMORY_SUMMARIZER = env_str("MEMORY_SUMMARIZER", "model").lower()
+if MEMORY_SUMMARIZER not in {"model", "extractive"}:
+    raise ConfigError(f"MEMORY_SUMMARIZER must be model or extractive, got {MEMORY_SUMMARIZER!r}")
 # What one task may spend, unless its agent version or its submission says otherwise (0: no limit). Before each
 # model request the request's worst case is reserved: its input, counted, plus its maximum output (the agent's
 # max_tokens setting, else MODEL_OUTPUT_RESERVE_TOKENS); a request that could cross a budget is not made.

@@ -217,6 +217,7 @@ class StepKind(models.TextChoices):
     TOOL_CALL = "tool_call"
     OPERATOR_INSTRUCTION = "operator_instruction", "operator instruction"
     MEMORY_RECALL = "memory_recall", "memory recall"
+    SUMMARY = "summary", "memory summary"
 
 
 class StepState(models.TextChoices):

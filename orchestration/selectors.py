@@ -78,7 +78,7 @@ def next_model_turn(task: Task) -> int:
     refs = Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.SUCCEEDED).values_list(
         "ref", flat=True
     )
-    return 1 + max((int(ref.split(":", 1)[1]) for ref in refs), default=0)
+    return 1 + max((int(ref.split(":", 2)[1]) for ref in refs), default=0)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Pop
                 ]
                 print(f"  {task['state']:<13} {task['goal']}\n                tools: {', '.join(calls)}")
                 print(f"                why: {task['state_reason']}")
+                if not calls and task["result"]:
+                    print(f"                answer: {task['result']}")
         time.sleep(0.5)
     if pending:
         print(f"  {len(pending)} demo task(s) still running; see var/log/worker.log")
@@ -169,6 +171,11 @@ Then follow it:  curl -s -H 'Authorization: Token {demo["token"]}' {BASE_URL}/ap
 Demo tasks:"""
     )
     _follow_demo(demo["token"], task_ids, processes)
+    print("\nA later task of the customer-A-1001 session, answered from what the earlier ones learnt:")
+    follow_ups = [_submit(demo["token"], item["key"], item["body"]) for item in demo["follow_ups"]]
+    _follow_demo(demo["token"], follow_ups, processes)
+    for task_id in follow_ups:
+        print(f"  its memory, turn by turn: {BASE_URL}/admin/orchestration/task/{task_id}/change/#memory")
     print("\nPress Ctrl-C to stop.")
     while all(p.poll() is None for p in processes):
         time.sleep(1)

@@ -173,9 +173,8 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
 
 def _model_failed(lease: Lease, failure: ModelFailure) -> None:
     def apply(task: Task) -> None:
-        failed_turn = (
-            Step.objects.filter(task=task, kind=StepKind.MODEL_TURN, state=StepState.FAILED).order_by("-seq").first()
-        )
+        model_steps = Step.objects.filter(task=task, kind__in=(StepKind.MODEL_TURN, StepKind.SUMMARY))
+        failed_turn = model_steps.filter(state=StepState.FAILED).order_by("-seq").first()
         turn = TurnFailure(
             failure=failure,
             attempts=failed_turn.attempt if failed_turn else 1,

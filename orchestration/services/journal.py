@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agent_runtime.journal import RunSuspended, TurnUsage
+from agent_runtime.journal import ModelCall, RunSuspended, TurnUsage
 from memory.vault import protect, protect_answer, reveal_arguments
 from orchestration import metrics
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, StepState, Task, TaskState
@@ -27,7 +27,15 @@ from orchestration.services.approvals import approval_take
 from orchestration.services.budgets import budget_stops_request
 from orchestration.services.decisions import decision_apply, policy_limits
 from orchestration.services.leases import Lease, LeaseLost, task_lease_renew, task_locked_for, task_locked_or_none
-from orchestration.services.steps import step_begin, step_close, tool_arguments_object, tool_arguments_snapshot
+from orchestration.services.steps import (
+    MODEL_STEP_KINDS,
+    call_ref,
+    step_begin,
+    step_close,
+    tool_arguments_object,
+    tool_arguments_snapshot,
+    turn_ref,
+)
 from tools.adapters.base import CallContext
 from tools.contract import Contract
 from tools.envelope import ToolResult
@@ -35,16 +43,6 @@ from tools.selectors import active_contract
 from tools.services.calls import tool_call
 
 logger = logging.getLogger(__name__)
-
-
-def _turn_ref(turn: int) -> str:
-    return f"turn:{turn}"
-
-
-def _call_ref(turn: int, call_id: str) -> str:
-    # The turn is part of the identity: some OpenAI-compatible servers reuse call ids ("call_0") across turns,
-    # and a step must never replay another turn's result (the SDK refuses such reuse too).
-    return f"call:{turn}:{call_id}"
 
 
 class DatabaseJournal:
@@ -61,18 +59,23 @@ class DatabaseJournal:
         self._turn = 0
 
     # --- the RunJournal protocol ------------------------------------------------------------------
-    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
-        self._turn = turn
-        return await sync_to_async(self._recorded_output, thread_sensitive=True)(_turn_ref(turn))
+    async def replay_turn(self, turn: int, call: ModelCall = "turn") -> dict[str, Any] | None:
+        if call == "turn":
+            self._turn = turn
+        return await sync_to_async(self._recorded_output, thread_sensitive=True)(turn_ref(turn, call))
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
-        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request, worst_case)
+    async def begin_turn(
+        self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall = "turn"
+    ) -> int:
+        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request, worst_case, call)
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
-        return await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage)
+    async def end_turn(
+        self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall = "turn"
+    ) -> dict[str, Any]:
+        return await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage, call)
 
-    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
-        await sync_to_async(self._fail_turn, thread_sensitive=True)(turn, error)
+    async def fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall = "turn") -> None:
+        await sync_to_async(self._fail_turn, thread_sensitive=True)(turn, error, call)
 
     async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
         return await sync_to_async(self._call_tool, thread_sensitive=True)(call_id, name, arguments)
@@ -111,8 +114,10 @@ class DatabaseJournal:
             return None
         return step
 
-    def _begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
-        ref = _turn_ref(turn)
+    def _begin_turn(
+        self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall
+    ) -> int:
+        ref = turn_ref(turn, call)
         deadline = settings.MODEL_CALL_TIMEOUT_SECONDS
         with transaction.atomic():
             task = self._locked()
@@ -120,7 +125,7 @@ class DatabaseJournal:
             if not over_budget:
                 step = step_begin(
                     task=task,
-                    kind=StepKind.MODEL_TURN,
+                    kind=MODEL_STEP_KINDS[call],
                     ref=ref,
                     name=model,
                     step_input=request,  # redacted by step_begin, like every snapshot
@@ -133,12 +138,12 @@ class DatabaseJournal:
             raise RunSuspended("the next model request could cross the task's budget")
         return step.attempt
 
-    def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+    def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall) -> dict[str, Any]:
         """Record the response (redacted: the run goes on with what is recorded) and its tokens, even if the task
-        was cancelled meanwhile: they were paid for."""
+        was cancelled meanwhile: they were paid for. A summary is only recorded: the answer moves the task on."""
         response = protect_answer(response, scope=self.scope, sensitive_fields=_sensitive_fields)
         with transaction.atomic():
-            step = self._own_step(_turn_ref(turn))
+            step = self._own_step(turn_ref(turn, call))
             if step is not None:
                 step_close(
                     step=step,
@@ -155,12 +160,12 @@ class DatabaseJournal:
             )
             metrics.model_usage_count(
                 task_id=self.lease.task_id,
-                model=step.name if step is not None else self._model_of(turn),
+                model=step.name if step is not None else self._model_of(turn_ref(turn, call)),
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 cost=usage.cost,
             )
-            stop = self._after_turn(step, response)
+            stop = self._after_turn(step, response) if call == "turn" else None
         # Outside the transaction: raising inside it would roll back what was just recorded.
         if stop is not None:
             raise RunSuspended(stop)
@@ -190,14 +195,14 @@ class DatabaseJournal:
         decision = cancelled_mid_step_decide(step_seq=step.seq, step_name=step.name, recorded=recorded)
         decision_apply(task=task, step=step, decision=decision, actor=self.actor)
 
-    def _model_of(self, turn: int) -> str:
+    def _model_of(self, ref: str) -> str:
         """The model a turn asked, read back when its late answer no longer closes the step."""
-        name = Step.objects.filter(task_id=self.lease.task_id, ref=_turn_ref(turn)).values_list("name", flat=True)
+        name = Step.objects.filter(task_id=self.lease.task_id, ref=ref).values_list("name", flat=True)
         return name.first() or ""
 
-    def _fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+    def _fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall) -> None:
         with transaction.atomic():
-            step = self._own_step(_turn_ref(turn))
+            step = self._own_step(turn_ref(turn, call))
             if step is not None:
                 step_close(step=step, succeeded=False, output={"error": protect(error, scope=self.scope)})
 
@@ -214,7 +219,7 @@ class DatabaseJournal:
         return None
 
     def _call_tool(self, call_id: str, name: str, arguments: str) -> str:
-        ref = _call_ref(self._turn, call_id)
+        ref = call_ref(self._turn, call_id)
         decision = self._decision(ref)
         if decision is None or decision.used_at is not None:
             recorded = self._recorded_tool_result(ref)

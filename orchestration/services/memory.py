@@ -16,7 +16,7 @@ from memory.sessions import Contribution, session_merge, session_recall
 from memory.summary import Fact, extract_facts
 from memory.window import Item, complete, turn_groups
 from orchestration.models import Step, StepKind, StepState, Task
-from orchestration.services.steps import step_begin, step_close
+from orchestration.services.steps import call_ref, ref_turn, step_begin, step_close
 
 RECALL_REF = "memory:recall"
 
@@ -66,7 +66,7 @@ def _contribution(task: Task) -> Contribution | None:
     last turns, from its steps."""
     turns = sorted(
         Step.objects.filter(task=task, kind=StepKind.MODEL_TURN).only("ref", "state", "input", "output"),
-        key=lambda step: _turn_number(step.ref),
+        key=lambda step: ref_turn(step.ref),
     )
     if not turns:
         return None
@@ -79,11 +79,11 @@ def _contribution(task: Task) -> Contribution | None:
     own: list[Item] = list(sent[int(_memory_of(last).get("own_from", 0)) :])
     if last.state == StepState.SUCCEEDED and last.output:
         tail = _answer_with_outputs(task, last)
-        learnt += extract_facts(tail, turn=recalled_turns + _turn_number(last.ref) + 1)
+        learnt += extract_facts(tail, turn=recalled_turns + ref_turn(last.ref) + 1)
         own += tail
     groups = [group for group in turn_groups(own) if complete(group)]
     return Contribution(
-        task_id=str(task.pk), learnt=learnt, groups=groups, turns_until=recalled_turns + _turn_number(last.ref)
+        task_id=str(task.pk), learnt=learnt, groups=groups, turns_until=recalled_turns + ref_turn(last.ref)
     )
 
 
@@ -91,7 +91,7 @@ def _answer_with_outputs(task: Task, turn: Step) -> list[Item]:
     """The last turn's answer, and the results of the tool calls it made (as the model would have read them)."""
     answer: list[Item] = [dict(item) for item in (turn.output or {}).get("output", ())]
     refs = {
-        f"call:{_turn_number(turn.ref)}:{item['call_id']}": item["call_id"]
+        call_ref(ref_turn(turn.ref), item["call_id"]): item["call_id"]
         for item in answer
         if item.get("type") == "function_call"
     }
@@ -111,7 +111,3 @@ def _memory_of(step: Step) -> dict[str, Any]:
 def _recorded_recall(task: Task) -> dict[str, Any] | None:
     recorded = Step.objects.filter(task=task, ref=RECALL_REF, state=StepState.SUCCEEDED)
     return recorded.values_list("output", flat=True).first()
-
-
-def _turn_number(ref: str) -> int:
-    return int(ref.split(":", 1)[1])

@@ -9,11 +9,31 @@ from typing import Any
 from django.db.models import Max
 from django.utils import timezone
 
+from agent_runtime.journal import ModelCall
 from lib.strict_json import loads_strict, without_nul
 from memory.vault import protect
 from orchestration import metrics
 from orchestration.models import Step, StepKind, Task
 from orchestration.selectors import task_redaction_scope
+
+
+def turn_ref(turn: int, call: ModelCall = "turn") -> str:
+    """A model request's step: "turn:3" (the answer of turn 3), "summary:3" (memory's facts before it)."""
+    return f"{call}:{turn}"
+
+
+def ref_turn(ref: str) -> int:
+    """The turn a model step's ref names."""
+    return int(ref.split(":", 2)[1])
+
+
+def call_ref(turn: int, call_id: str) -> str:
+    # The turn is part of the identity: some OpenAI-compatible servers reuse call ids ("call_0") across turns,
+    # and a step must never replay another turn's result (the SDK refuses such reuse too).
+    return f"call:{turn}:{call_id}"
+
+
+MODEL_STEP_KINDS: dict[ModelCall, StepKind] = {"turn": StepKind.MODEL_TURN, "summary": StepKind.SUMMARY}
 
 
 def step_key(task: Task, ref: str) -> str:

@@ -11,7 +11,7 @@ from agents.run_config import CallModelData, ModelInputData
 from asgiref.sync import async_to_sync
 
 from agent_runtime.durable_model import DurableModel
-from agent_runtime.journal import TurnUsage
+from agent_runtime.journal import ModelCall, TurnUsage
 from agent_runtime.prompt import operator_instruction_item
 from agent_runtime.run_memory import RunMemory
 from memory.composer import MemorySettings, Recalled
@@ -38,17 +38,21 @@ class MemoryJournal:
         self.instructions = instructions
         self.recorded = recorded if recorded is not None else {}
 
-    async def replay_turn(self, turn: int) -> dict[str, Any] | None:
+    async def replay_turn(self, turn: int, call: ModelCall = "turn") -> dict[str, Any] | None:
         return self.recorded.get(turn)
 
-    async def begin_turn(self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage) -> int:
+    async def begin_turn(
+        self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall = "turn"
+    ) -> int:
         return 1
 
-    async def end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage) -> dict[str, Any]:
+    async def end_turn(
+        self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall = "turn"
+    ) -> dict[str, Any]:
         self.recorded[turn] = response
         return response
 
-    async def fail_turn(self, turn: int, error: dict[str, Any]) -> None:
+    async def fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall = "turn") -> None:
         pass
 
     async def operator_instructions(self) -> list[tuple[int, str]]:

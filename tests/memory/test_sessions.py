@@ -74,6 +74,7 @@ def test_a_later_task_of_the_session_is_sent_what_an_earlier_one_learnt(
     assert sent["memory"]["window"]["prior_turns"] > 0, "and the first task's last turns come before the new one"
     assert sent["input"][0]["content"].startswith("Look up order A-1001")
     assert Session.objects.get(pk=session.pk).version == 2
+    assert "From earlier in this conversation" in str(second.result), "the offline model answers from memory"
     page = operator.get(f"/admin/orchestration/task/{second.pk}/change/").content.decode()
     assert "this task recalled version 1" in page and "Merged as version 2" in page
     assert "lookup_order succeeded" in page, "the operator sees the facts each turn was sent"

@@ -72,6 +72,18 @@ DEMO_TASKS: list[dict[str, Any]] = [
     },
 ]
 DEMO_LONG_LOCK = timedelta(hours=1)
+# Submitted once the demo tasks have settled: a later task of a customer's session, answered from its memory.
+FOLLOW_UPS: list[dict[str, Any]] = [
+    {
+        "key": "demo-follow-up-a1001",
+        "body": {"goal": "What do you remember about order A-1001?", "input": {}, "session_id": "customer-A-1001"},
+    },
+]
+
+
+def _session_of(demo: dict[str, Any]) -> str:
+    """One session per customer (here, per order): tasks about one order share memory."""
+    return f"customer-{demo['input']['order_number']}"
 
 
 class Command(BaseCommand):
@@ -92,13 +104,14 @@ class Command(BaseCommand):
         orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
         Order.objects.filter(number="A-1004").update(settlement_locked_until=timezone.now() + DEMO_LONG_LOCK)
         # The tasks go in through the API (make run posts these), as a client's would: counted, traced, keyed.
+        follow_ups = [{"key": item["key"], "body": {**item["body"], "metadata": {"demo": True}}} for item in FOLLOW_UPS]
         submissions = [
             {
                 "key": demo["key"],
                 "body": {
                     "goal": demo["goal"],
                     "input": demo["input"],
-                    "session_id": "demo",
+                    "session_id": _session_of(demo),
                     "metadata": {"demo": True},
                 },
             }
@@ -112,6 +125,7 @@ class Command(BaseCommand):
                     "role_passwords": passwords,
                     "token": token.key,
                     "submissions": submissions,
+                    "follow_ups": follow_ups,
                 }
             )
         )
