@@ -58,8 +58,11 @@ class DurableModel(Model):
         self._next_turn = 1
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        turn = self._next_turn
-        self._next_turn += 1
+        if self.memory is not None:
+            turn = self.memory.turn  # numbered where its input was composed, once per turn
+        else:
+            turn = self._next_turn
+            self._next_turn += 1
         memory = self.memory.record_of(turn) if self.memory else None
         return await self._durable(turn, "turn", args, kwargs, {"memory": memory} if memory is not None else {})
 

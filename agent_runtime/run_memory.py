@@ -39,6 +39,7 @@ class RunMemory:
             settings,
             count=lambda text: count_text_tokens(text, model=model),
             summarize=summarize or extractive,
+            keep=lambda item: instruction_text(item) is not None,
         )
         self._turn = 0
         self._instructions: list[tuple[int, str]] | None = None
@@ -55,9 +56,14 @@ class RunMemory:
         self._records[self._turn] = composed.record
         return ModelInputData(input=cast(list[TResponseInputItem], composed.input), instructions=composed.instructions)
 
+    @property
+    def turn(self) -> int:
+        """The turn whose input was composed last: the one the model is asked for now."""
+        return self._turn
+
     def record_of(self, turn: int) -> dict[str, Any] | None:
-        """What memory did for `turn` (taken once: the snapshot of that turn keeps it)."""
-        return self._records.pop(turn, None)
+        """What memory did for `turn` (for that turn's snapshot)."""
+        return self._records.get(turn)
 
     async def _with_instructions(self, turn: int, items: list[Item]) -> list[Item]:
         """The transcript with every operator instruction due by this turn in its place: the same on every turn

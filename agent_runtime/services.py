@@ -34,7 +34,7 @@ AGENT_FIELDS = (
 )
 # What the memory fields may hold: (lowest, highest).
 MEMORY_LIMITS = {
-    "memory_window_turns": (1, 100),
+    "memory_window_turns": (3, 100),  # the task's message, its latest turn, and at least one more
     "memory_summary_tokens": (300, 500),
     "memory_inject_tokens": (0, 4000),
 }
@@ -58,6 +58,10 @@ def agent_problems(values: dict[str, Any]) -> Problems:
         unknown = sorted(set(model_settings) - known)
         if unknown:
             problems["model_settings"] = [f"not ModelSettings fields: {', '.join(unknown)}"]
+        elif "retry" in model_settings:
+            problems["model_settings"] = [
+                "retry: the platform retries failed model requests itself (MODEL_RETRY_*), each attempt recorded"
+            ]
         else:
             try:
                 ModelSettings(**model_settings)

@@ -17,6 +17,7 @@ from typing import Any
 from agents import ModelResponse
 
 from agent_runtime.durable_model import DurableModel
+from agent_runtime.run_memory import extractive
 from agent_runtime.snapshots import to_jsonable
 from memory.summary import Fact
 from memory.window import Item
@@ -42,8 +43,14 @@ class ModelSummarizer:
         """The session's turns before this task: a fact's session turn, less these, is the task's turn."""
 
     async def __call__(self, items: Sequence[Item], turn: int) -> list[Fact]:
+        task_turn = turn - self.recalled_turns
+        journal = self.model.journal
+        if await journal.replay_turn(task_turn, "summary") is None and await journal.replay_turn(task_turn) is not None:
+            # The answer was recorded without a summary (before summaries were written by the model): its replay
+            # stays a replay, free and the same every time, with the extractive facts.
+            return await extractive(items, turn)
         response = await self.model.summarize(
-            turn - self.recalled_turns, instructions=INSTRUCTIONS, text=transcript(items), max_tokens=MAX_TOKENS
+            task_turn, instructions=INSTRUCTIONS, text=transcript(items), max_tokens=MAX_TOKENS
         )
         return [Fact(text, turn) for text in facts_in(response)]
 

@@ -105,6 +105,8 @@ class WindowLayer:
     settings: MemorySettings
     prior: tuple[Group, ...] = ()
     own: list[Group] = field(default_factory=list)
+    keep: Callable[[Item], bool] = lambda item: False
+    """Items whose turn is never left out (operators' instructions: the goal from then on)."""
 
     async def add_items(self, items: Sequence[Item], *, turn: int) -> None:
         self.own = turn_groups(items)  # the task's whole transcript so far: it is regrouped, not appended to
@@ -114,10 +116,17 @@ class WindowLayer:
         return [item for group in (*prior, *head, *rest) for item in group]
 
     def parts(self) -> tuple[list[Group], list[Group], list[Group]]:
+        """The session's earlier turns, the task's message, and the task's own turns kept. Kept whatever N is:
+        the task's message, every operator instruction (it is the goal from then on), and the latest turn (the
+        model must see what its last call returned)."""
         head, rest = self.own[:1], self.own[1:]
-        room = max(self.settings.window_turns - len(head), 0)
-        kept = last_turns(rest, room)
-        return last_turns(self.prior, room - len(kept)), head, kept
+        pinned = {id(group) for group in rest if any(self.keep(item) for item in group)}
+        if rest:
+            pinned.add(id(rest[-1]))
+        room = max(self.settings.window_turns - len(head) - len(pinned), 0)
+        chosen = {id(group) for group in last_turns([g for g in rest if id(g) not in pinned], room)}
+        kept = [group for group in rest if id(group) in pinned or id(group) in chosen]
+        return last_turns(self.prior, room - len(chosen)), head, kept
 
 
 def block(facts: Sequence[Fact]) -> str:
@@ -134,10 +143,20 @@ class Composed:
 class TurnComposer:
     """Composes each turn of one run, in order (the SDK asks for turns one after another)."""
 
-    def __init__(self, recalled: Recalled, settings: MemorySettings, *, count: Count, summarize: Summarize) -> None:
+    def __init__(
+        self,
+        recalled: Recalled,
+        settings: MemorySettings,
+        *,
+        count: Count,
+        summarize: Summarize,
+        keep: Callable[[Item], bool] = lambda item: False,
+    ) -> None:
+        """`keep`: items whose turn always stays in the window, and which are not summarized (they are there)."""
         self.recalled = recalled
         self.summary = SummaryLayer(settings, count, summarize, Summary(recalled.facts))
-        self.window = WindowLayer(settings, prior=recalled.window)
+        self.window = WindowLayer(settings, prior=recalled.window, keep=keep)
+        self.keep = keep
         self._seen = 0
         self._sources: dict[str, int] = {}
         """Each fact this run learnt, by its text: the index of the first transcript item it was learnt from."""
@@ -145,7 +164,10 @@ class TurnComposer:
     async def compose(self, *, turn: int, own: list[Item], instructions: str | None, query: str) -> Composed:
         """Turn `turn` of the task, from its transcript so far (`own`: the task message first, then everything
         the run added; it only grows)."""
-        await self.summary.add_items(own[self._seen :], turn=self.recalled.turns + turn)
+        # Kept items (operators' instructions) stay in the window and are not summarized: after a send-back, the
+        # summarizer is asked about exactly what it was asked before, so its recorded answer holds.
+        new = [item for item in own[self._seen :] if not self.keep(item)]
+        await self.summary.add_items(new, turn=self.recalled.turns + turn)
         self._sources.update({fact.text: self._seen for fact in self.summary.learnt})
         self._seen = len(own)
         await self.window.add_items(own, turn=turn)

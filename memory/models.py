@@ -54,6 +54,8 @@ class SessionWrite(models.Model):
     version = models.PositiveIntegerField(help_text="The session's version this merge made")
     learnt = models.JSONField(default=list)
     dropped = models.JSONField(default=list)
+    turns = models.PositiveIntegerField(default=0, help_text="The task's model turns, as of this merge")
+    digest = models.CharField(max_length=64, help_text="Of what the task contributed: an unchanged task merges once")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -43,7 +43,7 @@ def bm25(documents: Sequence[str], query: str) -> list[float]:
     if not bags:
         return []
     average = sum(sum(bag.values()) for bag in bags) / len(bags) or 1.0
-    wanted = set(terms(query))
+    wanted = sorted(set(terms(query)))  # a fixed order: float sums, hence ties, are the same in every process
     containing = {term: sum(1 for bag in bags if term in bag) for term in wanted}
     scores = []
     for bag in bags:

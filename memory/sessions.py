@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,30 +38,41 @@ class Contribution:
     learnt: Sequence[Fact]
     groups: Sequence[Group]
     """The task's own last turns (its message first)."""
-    turns_until: int
-    """The session turn the task reached (its recalled turns plus its own)."""
+    turns: int
+    """The task's own model turns."""
+
+    def digest(self) -> str:
+        facts = [[fact.text, fact.turn] for fact in self.learnt]
+        content = json.dumps([facts, list(self.groups), self.turns], sort_keys=True, default=str)
+        return hashlib.sha256(content.encode()).hexdigest()
 
 
 def session_merge(
     *, owner_id: int, session_id: str, contribution: Contribution, settings: MemorySettings, count: Count
-) -> SessionWrite:
+) -> SessionWrite | None:
     """Merge a settled task's facts and turns into the session, under its row lock: a concurrent task's merge
-    waits and then merges onto this one, so neither's facts are lost. Merging the same task again (it settled,
-    was sent back and settled again) replaces its turns and restates its facts, adding nothing twice."""
+    waits and then merges onto this one, so neither's facts are lost. A task that settles again unchanged (handed
+    off, then closed) merges nothing; one that did more since (sent back, settled again) replaces its turns and
+    restates its facts, counting nothing twice. Returns the merge, or None when there was nothing to merge."""
+    digest = contribution.digest()
     with transaction.atomic():
         Session.objects.get_or_create(owner_id=owner_id, session_id=session_id)
         session = Session.objects.select_for_update().get(owner_id=owner_id, session_id=session_id)
+        before = session.writes.filter(task_id=contribution.task_id).order_by("-version").first()
+        if before is not None and before.digest == digest:
+            return None
         known = Summary(tuple(Fact(str(fact["text"]), int(fact["turn"])) for fact in session.facts))
         update = summary_update(known, contribution.learnt, cap_tokens=settings.summary_tokens, count=count)
         session.facts = [{"text": fact.text, "turn": fact.turn} for fact in update.summary.facts]
-        prefix = f"t{contribution.task_id.replace('-', '')[:8]}_"
+        task = contribution.task_id.replace("-", "")[:8]
         theirs = [entry for entry in session.window if entry.get("task") != contribution.task_id]
         ours = [
-            {"task": contribution.task_id, "items": portable(group, prefix=prefix)} for group in contribution.groups
+            {"task": contribution.task_id, "items": portable(group, prefix=f"t{task}g{index}_")}
+            for index, group in enumerate(contribution.groups)
         ]
         entries = [entry for entry in (*theirs, *ours) if complete(entry["items"])]
         session.window = entries[-settings.window_turns :] if settings.window_turns > 0 else []
-        session.turns = max(session.turns, contribution.turns_until)
+        session.turns += max(contribution.turns - (before.turns if before else 0), 0)
         session.version += 1
         session.save()
         return SessionWrite.objects.create(
@@ -68,4 +81,6 @@ def session_merge(
             version=session.version,
             learnt=[{"text": fact.text, "turn": fact.turn} for fact in contribution.learnt],
             dropped=[{"text": fact.text, "turn": fact.turn} for fact in update.dropped],
+            turns=contribution.turns,
+            digest=digest,
         )

@@ -57,10 +57,13 @@ def last_turns(groups: Sequence[Group], turns: int) -> list[Group]:
 
 def portable(group: Group, *, prefix: str) -> Group:
     """A group fit to be shown to another task's model: without the ids of the response that wrote it (another
-    request cannot refer to them) and with its call ids prefixed, so they cannot collide with the new task's calls
-    (the SDK merges items that share a call id)."""
+    request cannot refer to them), without reasoning items (which the Responses API takes back only with their
+    ids), and with its call ids prefixed, so they cannot collide with the new task's calls or with each other (the
+    SDK merges items that share a call id; some servers reuse "call_0" on every turn)."""
     moved: Group = []
     for item in group:
+        if item.get("type") == "reasoning":
+            continue
         copy = {key: value for key, value in item.items() if key != "id"}
         if isinstance(copy.get("call_id"), str) and not copy["call_id"].startswith(prefix):
             copy["call_id"] = f"{prefix}{copy['call_id']}"

@@ -79,12 +79,10 @@ def _contribution(task: Task) -> Contribution | None:
     own: list[Item] = list(sent[int(_memory_of(last).get("own_from", 0)) :])
     if last.state == StepState.SUCCEEDED and last.output:
         tail = _answer_with_outputs(task, last)
-        learnt += extract_facts(tail, turn=recalled_turns + ref_turn(last.ref) + 1)
+        learnt += extract_facts(tail, turn=recalled_turns + ref_turn(last.ref))
         own += tail
     groups = [group for group in turn_groups(own) if complete(group)]
-    return Contribution(
-        task_id=str(task.pk), learnt=learnt, groups=groups, turns_until=recalled_turns + ref_turn(last.ref)
-    )
+    return Contribution(task_id=str(task.pk), learnt=learnt, groups=groups, turns=ref_turn(last.ref))
 
 
 def _answer_with_outputs(task: Task, turn: Step) -> list[Item]:
@@ -95,10 +93,11 @@ def _answer_with_outputs(task: Task, turn: Step) -> list[Item]:
         for item in answer
         if item.get("type") == "function_call"
     }
-    results = Step.objects.filter(task=task, ref__in=refs, output__isnull=False).values_list("ref", "output")
-    outputs = [
-        {"type": "function_call_output", "call_id": refs[ref], "output": json.dumps(output, sort_keys=True)}
-        for ref, output in results
+    results = dict(Step.objects.filter(task=task, ref__in=refs, output__isnull=False).values_list("ref", "output"))
+    outputs = [  # in the order the model made the calls
+        {"type": "function_call_output", "call_id": call_id, "output": json.dumps(results[ref], sort_keys=True)}
+        for ref, call_id in refs.items()
+        if ref in results
     ]
     return answer + outputs
 

@@ -49,7 +49,8 @@ def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client)
         ({"instructions": "  "}, "instructions"),
         ({"max_turns": 0}, "max_turns"),
         ({"memory_summary_tokens": 600}, "memory_summary_tokens"),
-        ({"memory_window_turns": 0}, "memory_window_turns"),
+        ({"memory_window_turns": 2}, "memory_window_turns"),
+        ({"model_settings": json.dumps({"retry": {"max_retries": 2}})}, "model_settings"),
     ],
 )
 def test_invalid_agent_edits_are_refused(operator: Client, changes: dict[str, object], field: str) -> None:

@@ -35,7 +35,7 @@ def _remember(owner: User, task_id: str, facts: list[str]) -> None:
         owner_id=owner.pk,
         session_id="customer-kill",
         contribution=Contribution(
-            task_id=task_id, learnt=[Fact(text, 1) for text in facts], groups=[earlier[:1], earlier[1:]], turns_until=2
+            task_id=task_id, learnt=[Fact(text, 1) for text in facts], groups=[earlier[:1], earlier[1:]], turns=2
         ),
         settings=MemorySettings(),
         count=count_text_tokens,

@@ -155,6 +155,29 @@ def test_a_fact_from_turn_3_of_a_50_turn_conversation_reaches_turn_45(client_use
     assert max(sizes[-10:]) < 3 * max(sizes[:10]), "what a turn stores stays flat as the session grows"
 
 
+def test_a_task_that_settles_again_unchanged_merges_nothing_and_one_that_did_more_counts_once(
+    client_user: User,
+) -> None:
+    group = [{"role": "user", "content": "Refund order A-1002"}]
+    first = Contribution(task_id="t-1", learnt=[Fact("Order A-1002 was refunded", 1)], groups=[group], turns=2)
+
+    def merge(contribution: Contribution) -> SessionWrite | None:
+        return session_merge(
+            owner_id=client_user.pk,
+            session_id="again",
+            contribution=contribution,
+            settings=MemorySettings(),
+            count=count_text_tokens,
+        )
+
+    assert merge(first) is not None
+    assert merge(first) is None, "handed off, then closed: the same contribution"
+    more = Contribution(task_id="t-1", learnt=[*first.learnt, Fact("The refund was sent", 3)], groups=[group], turns=3)
+    assert merge(more) is not None
+    session = Session.objects.get(owner=client_user, session_id="again")
+    assert (session.version, session.turns, len(session.window), len(session.facts)) == (2, 3, 1, 2)
+
+
 def _recall(task: Task) -> Recalled:
     with transaction.atomic():
         return task_memory_recall(Task.objects.select_for_update().get(pk=task.pk))
@@ -164,7 +187,7 @@ def _merge(owner: User, session_id: str, task_id: str, facts: list[str]) -> None
     session_merge(
         owner_id=owner.pk,
         session_id=session_id,
-        contribution=Contribution(task_id=task_id, learnt=[Fact(text, 1) for text in facts], groups=[], turns_until=1),
+        contribution=Contribution(task_id=task_id, learnt=[Fact(text, 1) for text in facts], groups=[], turns=1),
         settings=MemorySettings(),
         count=count_text_tokens,
     )
