@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKER_METRICS_PORT ?= 9808
 
-.PHONY: install browser monitoring-tools run test soak bench-console bench-memory lint format admin-password clean
+.PHONY: install browser monitoring-tools run test soak bench bench-console bench-memory lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -56,6 +56,11 @@ test: install lint browser monitoring-tools
 SCALE ?= 5
 soak: install
 	FAULT_SUITE_SCALE=$(SCALE) $(BIN)/pytest tests/faults -q
+
+# Every benchmark (or ONLY=orchestration,submission,memory,admin), each on a fresh database of its own: one JSON
+# document with the machine, then a table. Printed, not asserted. BENCH_FULL=1: memory and admin at full size.
+bench: install
+	ONLY=$(ONLY) $(BIN)/python scripts/bench.py
 
 # The operator console on a big table (100,000 tasks, a 200-step task): p50/p95 per page, printed, not asserted.
 bench-console: install

@@ -138,35 +138,44 @@ def measure(*, requests: int, long_task: str) -> dict[str, Any]:
     return figures
 
 
-def main() -> None:
-    tasks = int(os.environ.get("BENCH_TASKS", "100000"))
-    steps = int(os.environ.get("BENCH_STEPS", "200"))
-    requests = int(os.environ.get("BENCH_REQUESTS", "30"))
+def figures_for(*, tasks: int, steps: int = 200, requests: int = 30) -> dict[str, Any]:
+    """Seed a database of `tasks` tasks (a fiftieth of them queued) and a `steps`-step task, and time the pages."""
+    from django.db import connection
+
     queued = max(1, tasks // 50)
+    started = time.perf_counter()
+    long_task = seed(tasks=tasks, queued=queued, steps=steps)
+    seeded = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    pages = measure(requests=requests, long_task=long_task)
+    return {
+        "tasks": tasks, "queued": queued, "steps_on_task_page": steps, "requests_per_page": requests,
+        "seed_seconds": round(seeded, 1), **pages,
+    }  # fmt: skip
+
+
+def main() -> None:
     sys.path.insert(0, str(ROOT))
     from scripts.bench_setup import bench_django
 
     bench_django("bench_console")
-    started = time.perf_counter()
-    long_task = seed(tasks=tasks, queued=queued, steps=steps)
-    seeded = time.perf_counter() - started
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
         cursor.execute("SELECT version()")
         postgres = cursor.fetchone()[0].split(",")[0]
-    figures = measure(requests=requests, long_task=long_task)
-    report = {
-        "benchmark": "operator console",
-        "tasks": tasks, "queued": queued, "steps_on_task_page": steps, "requests_per_page": requests,
-        "seed_seconds": round(seeded, 1), "pages": figures,
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "postgres": postgres},
-    }  # fmt: skip
-    print(json.dumps(report, indent=2))
+    figures = figures_for(
+        tasks=int(os.environ.get("BENCH_TASKS", "100000")),
+        steps=int(os.environ.get("BENCH_STEPS", "200")),
+        requests=int(os.environ.get("BENCH_REQUESTS", "30")),
+    )
+    machine = {"cores": os.cpu_count(), "python": platform.python_version(), "postgres": postgres}
+    print(json.dumps({"benchmark": "operator console", **figures, "machine": machine}, indent=2))
     print(f"\n{'page':<20}{'p50 ms':>10}{'p95 ms':>10}{'queries':>10}")
     for name, page in figures.items():
-        print(f"{name:<20}{page['p50_ms']:>10}{page['p95_ms']:>10}{page['queries']:>10}")
+        if isinstance(page, dict):
+            print(f"{name:<20}{page['p50_ms']:>10}{page['p95_ms']:>10}{page['queries']:>10}")
 
 
 if __name__ == "__main__":

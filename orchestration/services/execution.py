@@ -92,11 +92,14 @@ def _run(task: Task, lease: Lease) -> None:
         _decide_under_lease(lease, lambda _: unknown_agent_decide(task.agent), if_lost=_SETTLE_LOST)
         return
     spec = _agent_spec(profile)
-    recalled: list[Recalled] = []
-    if not task_under_lease(
-        lease, lambda locked: recalled.append(task_memory_recall(locked)), if_lost="lease lost before the recall"
-    ):
-        return
+    recalled = Recalled()  # a task without a session has only its own memory: nothing to recall
+    if task.session_id:
+        held: list[Recalled] = []
+        if not task_under_lease(
+            lease, lambda locked: held.append(task_memory_recall(locked)), if_lost="lease lost before the recall"
+        ):
+            return
+        recalled = held[0]
     scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
     tool_names = frozenset(t.name for t in spec.tools)
     journal = traced_journal(DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope), spec)
@@ -108,7 +111,7 @@ def _run(task: Task, lease: Lease) -> None:
             trace_id=task.trace_id,
             group_id=str(task.pk),
             journal=journal,
-            recalled=recalled[0],
+            recalled=recalled,
         )
     except Exception as exc:
         database_failure = cause_of(exc, DatabaseError)  # the SDK wraps what a tool call raises
