@@ -48,7 +48,7 @@ class Recalled:
     window: tuple[Group, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        facts = [{"text": fact.text, "turn": fact.turn} for fact in self.facts]
+        facts = [fact.to_json() for fact in self.facts]
         return {"version": self.version, "turns": self.turns, "facts": facts, "window": [list(g) for g in self.window]}
 
     @classmethod
@@ -56,7 +56,7 @@ class Recalled:
         return cls(
             version=int(data.get("version", 0)),
             turns=int(data.get("turns", 0)),
-            facts=tuple(Fact(str(fact["text"]), int(fact["turn"])) for fact in data.get("facts", ())),
+            facts=tuple(Fact.from_json(fact) for fact in data.get("facts", ())),
             window=tuple(list(group) for group in data.get("window", ())),
         )
 
@@ -78,6 +78,8 @@ class SummaryLayer:
     summary: Summary = field(default_factory=Summary)
     learnt: tuple[Fact, ...] = ()
     dropped: tuple[Fact, ...] = ()
+    sent: list[tuple[Fact, float]] = field(default_factory=list)
+    """What the last `get_items` sent, with the scores: for the turn's record."""
 
     async def add_items(self, items: Sequence[Item], *, turn: int) -> None:
         self.learnt = tuple(await self.summarize(items, turn)) if items else ()
@@ -94,8 +96,8 @@ class SummaryLayer:
         return [(candidates[index], round(scores[index], 3)) for index in sorted(chosen)]
 
     def get_items(self, *, query: str, seen: frozenset[str] = frozenset()) -> list[Item]:
-        facts = self.scored(query, seen=seen)
-        return [{"role": "system", "content": block([fact for fact, _ in facts])}] if facts else []
+        self.sent = self.scored(query, seen=seen)
+        return [{"role": "system", "content": block([fact for fact, _ in self.sent])}] if self.sent else []
 
 
 @dataclass
@@ -107,13 +109,15 @@ class WindowLayer:
     own: list[Group] = field(default_factory=list)
     keep: Callable[[Item], bool] = lambda item: False
     """Items whose turn is never left out (operators' instructions: the goal from then on)."""
+    sent: tuple[list[Group], list[Group], list[Group]] = ([], [], [])
+    """What the last `get_items` sent, as `parts` cut it: for the turn's record."""
 
     async def add_items(self, items: Sequence[Item], *, turn: int) -> None:
         self.own = turn_groups(items)  # the task's whole transcript so far: it is regrouped, not appended to
 
     def get_items(self, *, query: str = "") -> list[Item]:
-        prior, head, rest = self.parts()
-        return [item for group in (*prior, *head, *rest) for item in group]
+        self.sent = self.parts()
+        return [item for parts in self.sent for group in parts for item in group]
 
     def parts(self) -> tuple[list[Group], list[Group], list[Group]]:
         """The session's earlier turns, the task's message, and the task's own turns kept. Kept whatever N is:
@@ -171,25 +175,21 @@ class TurnComposer:
         self._sources.update({fact.text: self._seen for fact in self.summary.learnt})
         self._seen = len(own)
         await self.window.add_items(own, turn=turn)
-        prior, head, kept = self.window.parts()
+        sent_input = self.window.get_items()
+        prior, head, kept = self.window.sent
         shown = {id(item) for group in (*head, *kept) for item in group}
         visible = {index for index, item in enumerate(own) if id(item) in shown}
         seen = frozenset(text for text, index in self._sources.items() if index in visible)
-        facts = self.summary.scored(query, seen=seen)
         remembered = [str(item["content"]) for item in self.summary.get_items(query=query, seen=seen)]
         sent = "\n\n".join(part for part in (instructions, *remembered) if part) if remembered else instructions
         record = {
             "session_version": self.recalled.version,
-            "learnt": [_fact(fact) for fact in self.summary.learnt],
-            "dropped": [_fact(fact) for fact in self.summary.dropped],
-            "injected": [{"text": fact.text, "score": score} for fact, score in facts],
+            "learnt": [fact.to_json() for fact in self.summary.learnt],
+            "dropped": [fact.to_json() for fact in self.summary.dropped],
+            "injected": [{"text": fact.text, "score": score} for fact, score in self.summary.sent],
             "summary_facts": len(self.summary.summary.facts),
             "summary_tokens": self.summary.summary.tokens(self.summary.count),
             "window": {"prior_turns": len(prior), "own_turns_left_out": len(self.window.own) - len(head) - len(kept)},
             "own_from": sum(len(group) for group in prior),
         }
-        return Composed(sent, self.window.get_items(), record)
-
-
-def _fact(fact: Fact) -> dict[str, Any]:
-    return {"text": fact.text, "turn": fact.turn}
+        return Composed(sent, sent_input, record)

@@ -61,9 +61,9 @@ def session_merge(
         before = session.writes.filter(task_id=contribution.task_id).order_by("-version").first()
         if before is not None and before.digest == digest:
             return None
-        known = Summary(tuple(Fact(str(fact["text"]), int(fact["turn"])) for fact in session.facts))
+        known = Summary(tuple(Fact.from_json(fact) for fact in session.facts))
         update = summary_update(known, contribution.learnt, cap_tokens=settings.summary_tokens, count=count)
-        session.facts = [{"text": fact.text, "turn": fact.turn} for fact in update.summary.facts]
+        session.facts = [fact.to_json() for fact in update.summary.facts]
         task = contribution.task_id.replace("-", "")[:8]
         theirs = [entry for entry in session.window if entry.get("task") != contribution.task_id]
         ours = [
@@ -79,8 +79,8 @@ def session_merge(
             session=session,
             task_id=contribution.task_id,
             version=session.version,
-            learnt=[{"text": fact.text, "turn": fact.turn} for fact in contribution.learnt],
-            dropped=[{"text": fact.text, "turn": fact.turn} for fact in update.dropped],
+            learnt=[fact.to_json() for fact in contribution.learnt],
+            dropped=[fact.to_json() for fact in update.dropped],
             turns=contribution.turns,
             digest=digest,
         )

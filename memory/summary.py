@@ -28,6 +28,13 @@ class Fact:
     turn: int
     """The turn (of the session) it was learnt at: the oldest go first when the summary is over its cap."""
 
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "turn": self.turn}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Fact:
+        return cls(str(data["text"]), int(data["turn"]))
+
 
 @dataclass(frozen=True)
 class Summary:

@@ -23,7 +23,7 @@ from lib.strict_json import without_nul
 from memory.composer import Recalled
 from memory.vault import redaction_scope
 from orchestration import tracing
-from orchestration.models import Step, StepKind, StepState, Task, TaskState
+from orchestration.models import Step, StepState, Task, TaskState
 from orchestration.policy.database_failures import DatabaseFailure, database_failure_decide
 from orchestration.policy.decision import Decision
 from orchestration.policy.model_failures import TurnFailure, model_failure_decide
@@ -35,6 +35,7 @@ from orchestration.services.leases import Lease, task_lease_acquire, task_locked
 from orchestration.services.lost_steps import step_lost_settle, tool_unfinished_settle
 from orchestration.services.memory import task_memory_recall
 from orchestration.services.spans import task_spans_store
+from orchestration.services.steps import MODEL_STEP_KINDS
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.selectors import tool_specs
 
@@ -176,7 +177,7 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
 
 def _model_failed(lease: Lease, failure: ModelFailure) -> None:
     def apply(task: Task) -> None:
-        model_steps = Step.objects.filter(task=task, kind__in=(StepKind.MODEL_TURN, StepKind.SUMMARY))
+        model_steps = Step.objects.filter(task=task, kind__in=MODEL_STEP_KINDS.values())
         failed_turn = model_steps.filter(state=StepState.FAILED).order_by("-seq").first()
         turn = TurnFailure(
             failure=failure,

@@ -39,7 +39,7 @@ from orchestration.services.steps import (
 from tools.adapters.base import CallContext
 from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.selectors import active_contract
+from tools.selectors import active_contract, sensitive_fields_of
 from tools.services.calls import tool_call
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class DatabaseJournal:
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall) -> dict[str, Any]:
         """Record the response (redacted: the run goes on with what is recorded) and its tokens, even if the task
         was cancelled meanwhile: they were paid for. A summary is only recorded: the answer moves the task on."""
-        response = protect_answer(response, scope=self.scope, sensitive_fields=_sensitive_fields)
+        response = protect_answer(response, scope=self.scope, sensitive_fields=sensitive_fields_of)
         with transaction.atomic():
             step = self._own_step(turn_ref(turn, call))
             if step is not None:
@@ -310,11 +310,6 @@ class DatabaseJournal:
             decision = tool_result_decide(outcome, policy_limits())
             decision_apply(task=task, step=step, decision=decision, actor=self.actor)
             return result.to_json() if decision.run_goes_on else None
-
-
-def _sensitive_fields(tool: str) -> tuple[str, ...]:
-    contract = active_contract(tool)
-    return contract.sensitive_fields if contract else ()
 
 
 def _outcome(result: ToolResult) -> str:

@@ -71,9 +71,7 @@ def _contribution(task: Task) -> Contribution | None:
     if not turns:
         return None
     recalled_turns = int((_recorded_recall(task) or {}).get("turns", 0))
-    learnt = [
-        Fact(str(fact["text"]), int(fact["turn"])) for step in turns for fact in _memory_of(step).get("learnt", ())
-    ]
+    learnt = [Fact.from_json(fact) for step in turns for fact in _memory_of(step).get("learnt", ())]
     last = turns[-1]
     sent = (last.input or {}).get("input") or []
     own: list[Item] = list(sent[int(_memory_of(last).get("own_from", 0)) :])
