@@ -128,8 +128,21 @@ def encoding_for_model(model: str) -> tiktoken.Encoding:
 
 
 def count_text_tokens(text: str, *, model: str = "") -> int:
+    if len(text) <= COUNTS_CACHED_UP_TO:
+        return _remembered_count(text, encoding_name_for_model(model))
+    return _count(text, encoding_name_for_model(model))
+
+
+COUNTS_CACHED_UP_TO = 16_384
+"""Characters: memory's summary and a run's recurring texts are counted again on every turn."""
+
+
+def _count(text: str, encoding_name: str) -> int:
     # Special-token text such as "<|endoftext|>" in user content is counted as the ordinary text it is.
-    return len(encoding_for_model(model).encode(text, disallowed_special=()))
+    return len(encoding(encoding_name).encode(text, disallowed_special=()))
+
+
+_remembered_count = lru_cache(maxsize=8_192)(_count)
 
 
 def count_tokens(value: Any, *, model: str = "") -> int:

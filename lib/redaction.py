@@ -57,6 +57,11 @@ _PHONE_LIKE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
 _PRIVATE_KEY_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 
 
+FINDINGS_CACHED_UP_TO = 16_384
+FINDINGS_CACHE_SIZE = 8_192
+"""Distinct texts whose findings are remembered: at most about 130 MB of text, in practice a few MB."""
+
+
 @dataclass(frozen=True)
 class Finding:
     start: int
@@ -193,8 +198,21 @@ class Redactor:
             (lambda text, digits: bool(self.patterns), _configured(self.patterns)),
         ]
 
-    def findings(self, text: str) -> list[Finding]:
-        """What is sensitive in `text`, leftmost first, overlaps resolved in favour of the longer find."""
+    def findings(self, text: str) -> tuple[Finding, ...]:
+        """What is sensitive in `text`, leftmost first, overlaps resolved in favour of the longer find.
+
+        Remembered for texts up to FINDINGS_CACHED_UP_TO characters: a run's requests repeat the instructions, the
+        tool descriptions and the earlier turns every time, and the detectors (the phone matcher above all) are the
+        costliest part of redacting them. Findings depend on the text alone, never on the scope."""
+        if len(text) > FINDINGS_CACHED_UP_TO:
+            return self._findings(text)
+        return self._remembered(text)
+
+    @cached_property
+    def _remembered(self) -> Callable[[str], tuple[Finding, ...]]:
+        return lru_cache(maxsize=FINDINGS_CACHE_SIZE)(self._findings)
+
+    def _findings(self, text: str) -> tuple[Finding, ...]:
         digits = sum(ch.isdigit() for ch in text)
         found = sorted(
             (finding for can, detector in self.detectors if can(text, digits) for finding in detector(text)),
@@ -204,7 +222,7 @@ class Redactor:
         for finding in found:
             if not kept or finding.start >= kept[-1].end:
                 kept.append(finding)
-        return kept
+        return tuple(kept)
 
     def token(self, finding: Finding, scope: str) -> str:
         digest = hmac.new(self.key, f"{scope}\0{finding.kind}\0{finding.value}".encode(), hashlib.sha256)

@@ -49,9 +49,19 @@ def task_lease_acquire(*, task_id: str, owner: str) -> Lease | None:
     return Lease(task_id=str(task_id), token=token, owner=owner) if taken else None
 
 
+LOCKED_TASK_DEFERS = ("goal", "input", "metadata", "result", "request_hash")
+"""What a run's step transactions never read on the locked task: left in the database, they are neither decoded
+on every lock nor written back on every save (a deferred field is saved only once it is assigned)."""
+
+
+def task_row_locked(task_id: str) -> Task:
+    """The task row, locked for this transaction, without its submission's payload."""
+    return Task.objects.select_for_update().defer(*LOCKED_TASK_DEFERS).get(pk=task_id)
+
+
 def task_locked_for(lease: Lease) -> Task:
     """The task row, locked for this transaction, if this lease still holds it."""
-    task = Task.objects.select_for_update().get(pk=lease.task_id)
+    task = task_row_locked(lease.task_id)
     if task.lease_token != lease.token:
         raise LeaseLost(f"task {lease.task_id} is no longer leased to {lease.owner}")
     return task

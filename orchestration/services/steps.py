@@ -41,6 +41,27 @@ def step_key(task: Task, ref: str) -> str:
     return f"u{task.owner_id}:{task.idempotency_key}:{ref}"
 
 
+class TaskSteps:
+    """The steps of one task as its run knows them: read once when the run starts, kept current by the run itself.
+
+    Sound because every step of a running task is written under its lease, with its row locked: a run that still
+    holds the lease (checked under the lock before every write) has seen every change. Saves a run the lookups a
+    replay and every new step would otherwise make (is it recorded? does its row exist? which seq is next?).
+    """
+
+    def __init__(self, task_id: str) -> None:
+        # The inputs (request snapshots) stay in the database: replay needs only what steps returned.
+        self.by_ref: dict[str, Step] = {s.ref: s for s in Step.objects.filter(task_id=task_id).defer("input")}
+        self.last_seq = max((s.seq for s in self.by_ref.values()), default=0)
+
+    def recorded(self, ref: str) -> Step | None:
+        return self.by_ref.get(ref)
+
+    def added(self, step: Step) -> None:
+        self.by_ref[step.ref] = step
+        self.last_seq = max(self.last_seq, step.seq)
+
+
 def step_begin(
     *,
     task: Task,
@@ -50,20 +71,22 @@ def step_begin(
     step_input: dict[str, Any],
     deadline_seconds: float = 0,
     contract_version_id: int | None = None,
+    known: TaskSteps | None = None,
 ) -> Step:
     """Persist that a step is about to run: a new row, or the next attempt of the same row and key.
 
-    `deadline_seconds` (the tool's timeout, the model-call timeout) sets when this attempt must have ended.
+    `deadline_seconds` (the tool's timeout, the model-call timeout) sets when this attempt must have ended. A run
+    passes the steps it `known`s, so that nothing is looked up; other callers let the database say.
     """
-    step = Step.objects.filter(task=task, ref=ref).first()
+    step = known.recorded(ref) if known is not None else Step.objects.filter(task=task, ref=ref).first()
     now = timezone.now()
     step_input = protect(step_input, scope=task_redaction_scope(str(task.pk)))
     deadline_at = now + timedelta(seconds=deadline_seconds) if deadline_seconds > 0 else None
     if step is None:
-        next_seq = (Step.objects.filter(task=task).aggregate(top=Max("seq"))["top"] or 0) + 1
-        return Step.objects.create(
+        last_seq = known.last_seq if known is not None else _last_seq(task)
+        step = Step.objects.create(
             task=task,
-            seq=next_seq,
+            seq=(last_seq or 0) + 1,
             kind=kind,
             ref=ref,
             name=name,
@@ -74,18 +97,25 @@ def step_begin(
             deadline_at=deadline_at,
             contract_version_id=contract_version_id,
         )
-    step.restart()
-    step.attempt += 1
-    step.input = without_nul(step_input)
-    step.contract_version_id = contract_version_id
-    step.output = None
-    step.started_at = now
-    step.deadline_at = deadline_at
-    step.finished_at = None
-    step.duration_ms = None
-    step.save()
-    metrics.step_started_count(step)
+    else:
+        step.restart()
+        step.attempt += 1
+        step.input = without_nul(step_input)
+        step.contract_version_id = contract_version_id
+        step.output = None
+        step.started_at = now
+        step.deadline_at = deadline_at
+        step.finished_at = None
+        step.duration_ms = None
+        step.save()
+        metrics.step_started_count(step)
+    if known is not None:
+        known.added(step)
     return step
+
+
+def _last_seq(task: Task) -> int:
+    return Step.objects.filter(task=task).aggregate(top=Max("seq"))["top"] or 0
 
 
 def step_close(

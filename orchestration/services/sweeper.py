@@ -74,12 +74,12 @@ def steps_abandoned_close() -> int:
     )
     abandoned = Step.objects.filter(past_deadline, state=StepState.RUNNING).exclude(task__state__in=RUNNABLE_STATES)
     closed = 0
-    for step_id in abandoned.values_list("pk", flat=True)[:SWEEP_BATCH]:
+    for step_id, task_id in abandoned.values_list("pk", "task_id")[:SWEEP_BATCH]:
         with transaction.atomic():
+            task = Task.objects.select_for_update().get(pk=task_id)  # the task first, as every writer of steps
             step = Step.objects.select_for_update().get(pk=step_id)
             if step.state != StepState.RUNNING:
                 continue
-            task = Task.objects.select_for_update().get(pk=step.task_id)
             step_abandoned_close(task=task, step=step, actor="sweeper")
             closed += 1
     return closed

@@ -16,7 +16,7 @@ from tests.factories import submit_task
 
 pytestmark = pytest.mark.django_db
 
-MAX_QUERIES_PER_STEP = 40
+MAX_QUERIES_PER_STEP = 22
 """Today's cost, with some room: it is lowered as the step path gets leaner (issue: performance)."""
 
 
