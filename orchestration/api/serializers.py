@@ -279,6 +279,8 @@ class TaskSerializer(TaskSummarySerializer):
 
     def to_representation(self, task: Task) -> dict[str, Any]:
         data = super().to_representation(task)
+        if not data["operator_actions"] and data["claimed_by"] is None:
+            return data  # nothing to hide: spares the permission lookup (two queries)
         request = self.context.get("request")
         user = getattr(request, "user", None)
         if user is None or not (user.is_staff or user.has_perm("orchestration.work_queue")):

@@ -23,7 +23,7 @@ from orchestration.api.serializers import (
     TaskSummarySerializer,
 )
 from orchestration.models import ApprovalDecision, Task, TaskState
-from orchestration.selectors import task_detail_queryset, tasks_visible_to
+from orchestration.selectors import task_detail_of_created, task_detail_queryset, tasks_visible_to
 from orchestration.services.actors import user_actor
 from orchestration.services.approvals import ApprovalNotPending, approval_decide
 from orchestration.services.cancellation import task_cancel
@@ -120,7 +120,10 @@ class TaskListCreateView(generics.ListAPIView[Task]):
             )
         except IdempotencyKeyReused as exc:
             return Response(error_body("idempotency_key_reused", str(exc)), status=422)
-        task = task_detail_queryset(request.user).get(pk=submission.task.pk)  # type: ignore[arg-type]
+        if submission.first_transition is not None:
+            task = task_detail_of_created(submission.task, submission.first_transition)
+        else:
+            task = task_detail_queryset(request.user).get(pk=submission.task.pk)  # type: ignore[arg-type]
         code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
         shown = TaskSerializer(task, context={"request": request}).data
         return Response(shown, status=code, headers={IDEMPOTENCY_HEADER: key})

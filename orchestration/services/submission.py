@@ -17,7 +17,7 @@ from agent_runtime.catalog import Budget, budget_for, current_agent_version_id
 from lib import otel
 from memory.vault import protect, redaction_scope
 from orchestration import tracing
-from orchestration.models import Task
+from orchestration.models import Task, TaskTransition
 from orchestration.services.actors import user_actor
 from orchestration.services.scheduling import task_enqueue
 from orchestration.services.transitions import task_submitted_record
@@ -31,6 +31,8 @@ class IdempotencyKeyReused(Exception):
 class Submission:
     task: Task
     created: bool
+    first_transition: TaskTransition | None = None
+    """The new task's first log entry (None for an earlier submission): all that hangs off a task just created."""
 
 
 def new_idempotency_key() -> str:
@@ -92,7 +94,7 @@ def task_submit(
                     cost_budget=limits.cost_usd,
                     next_run_at=timezone.now(),
                 )
-                task_submitted_record(task=task, actor=user_actor(owner))
+                first = task_submitted_record(task=task, actor=user_actor(owner))
                 task_enqueue(task=task)
         except IntegrityError:
             # Another request with this key won the insert; it has committed, so the row is there to compare.
@@ -104,4 +106,4 @@ def task_submit(
                 ) from None
             return Submission(task=existing, created=False)
         span.set_attribute(otel.TASK_CREATED, True)
-    return Submission(task=task, created=True)
+    return Submission(task=task, created=True, first_transition=first)

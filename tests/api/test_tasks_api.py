@@ -47,6 +47,19 @@ class TestSubmit:
         assert len(task["trace_id"]) == 32
         assert task["agent"] == "default"
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            BODY,
+            {**BODY, "session_id": "customer-7", "metadata": {"channel": "email"}, "budget": {"tokens": 5000}},
+        ],
+    )
+    def test_a_created_task_is_shown_as_it_reads_back(self, api: APIClient, body: dict[str, Any]) -> None:
+        # The 201 is built without reading the task back (selectors.task_detail_of_created): it must not differ.
+        created = api.post(URL, body, format="json")
+        assert created.status_code == 201
+        assert api.get(f"{URL}{created.json()['id']}/").json() == created.json()
+
     def test_traceparent_sets_the_trace_id(self, api: APIClient) -> None:
         trace = "0af7651916cd43dd8448eb211c80319c"
         response = api.post(URL, BODY, format="json", HTTP_TRACEPARENT=f"00-{trace}-b7ad6b7169203331-01")
