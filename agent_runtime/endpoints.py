@@ -7,6 +7,9 @@ speak Chat Completions (vLLM, Ollama, llama.cpp) need OPENAI_API_STYLE=chat_comp
 
 from __future__ import annotations
 
+import functools
+import ssl
+
 import httpx2
 from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
 from agents.models.interface import Model
@@ -25,7 +28,14 @@ class ModelUnavailable(Exception):
 
 def http_client() -> httpx2.AsyncClient:
     """The HTTP client for model requests (tests replace this function to fake the transport)."""
-    return httpx2.AsyncClient(timeout=settings.MODEL_CALL_TIMEOUT_SECONDS)
+    return httpx2.AsyncClient(timeout=settings.MODEL_CALL_TIMEOUT_SECONDS, verify=_tls())
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process, as a client would build it (SSL_CERT_FILE honoured): loading the CA bundle
+    costs about 30 ms of CPU, which every run paid when each built its own."""
+    return httpx2.create_ssl_context()
 
 
 def resolve_model(name: str) -> Model:

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -41,8 +41,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def celery_worker(*, database_url: str, redis_url: str, concurrency: int = 2, pool: str = "prefork") -> Iterator[None]:
-    """One worker node with `concurrency` pool processes, ready when this yields."""
+def celery_worker(
+    *,
+    database_url: str,
+    redis_url: str,
+    concurrency: int = 2,
+    pool: str = "prefork",
+    env: Mapping[str, str] | None = None,
+) -> Iterator[None]:
+    """One worker node with `concurrency` pool processes (or threads), ready when this yields; `env` adds to its
+    environment (an endpoint to talk to, a pool size)."""
     log = Path(tempfile.mkstemp(prefix="bench-worker-", suffix=".log")[1])
     command = [
         sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", pool, "--concurrency", str(concurrency),
@@ -53,7 +61,7 @@ def celery_worker(*, database_url: str, redis_url: str, concurrency: int = 2, po
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env=_environment(database_url, redis_url),
+            env=_environment(database_url, redis_url, **(env or {})),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

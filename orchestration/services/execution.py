@@ -18,6 +18,7 @@ from agent_runtime.failures import ModelFailure, classify_model_failure
 from agent_runtime.runner import run_agent
 from agent_runtime.specs import AgentSpec, RunOutcome
 from agent_runtime.tracing import traced_journal
+from lib.db import connection_release
 from lib.exceptions import cause_of
 from lib.strict_json import without_nul
 from memory.composer import Recalled
@@ -35,7 +36,7 @@ from orchestration.services.leases import Lease, task_lease_acquire, task_locked
 from orchestration.services.lost_steps import step_lost_settle, tool_unfinished_settle
 from orchestration.services.memory import task_memory_recall
 from orchestration.services.spans import task_spans_store
-from orchestration.services.steps import MODEL_STEP_KINDS
+from orchestration.services.steps import MODEL_STEP_KINDS, TaskSteps
 from tools.adapters.handoff import HANDOFF_TOOL
 from tools.selectors import tool_specs
 
@@ -48,12 +49,16 @@ def task_run(*, task_id: str, worker: str) -> None:
     if lease is None:
         logger.info("task not due or leased elsewhere; nothing to do", extra={"task_id": task_id})
         return
-    task = Task.objects.get(pk=task_id)
+    try:
+        task, steps = _taken(lease)
+    except DatabaseError:
+        logger.exception("database failure as the run started; the lease will expire and the sweeper will resend")
+        return
     with tracing.bound(trace_id=task.trace_id, task_id=str(task.pk)), tracing.task_run_span(task=task, worker=worker):
         logger.info("task run started", extra={"state": task.state, "worker": worker})
         try:
-            if not _recovered_lost_step(lease):
-                _run(task, lease)
+            if not _recovered_lost_step(lease, task, steps):
+                _run(task, lease, steps)
         except DatabaseError as exc:
             logger.exception("database failure during the run")
             _release_after_database_failure(lease, exc)
@@ -86,7 +91,7 @@ def task_database_failure_settle(*, task: Task, error: str, actor: str) -> None:
     decision_apply(task=task, decision=database_failure_decide(failure, policy_limits()), actor=actor)
 
 
-def _run(task: Task, lease: Lease) -> None:
+def _run(task: Task, lease: Lease, steps: TaskSteps) -> None:
     version_id = task.agent_version_id or current_agent_version_id(task.agent)
     profile = agent_version(version_id) if version_id else None
     if profile is None:
@@ -97,13 +102,16 @@ def _run(task: Task, lease: Lease) -> None:
     if task.session_id:
         held: list[Recalled] = []
         if not task_under_lease(
-            lease, lambda locked: held.append(task_memory_recall(locked)), if_lost="lease lost before the recall"
+            lease, lambda locked: held.append(task_memory_recall(locked, steps)), if_lost="lease lost before the recall"
         ):
             return
         recalled = held[0]
     scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
     tool_names = frozenset(t.name for t in spec.tools)
-    journal = traced_journal(DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope), spec)
+    journal = traced_journal(
+        DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope, steps=steps), spec
+    )
+    connection_release()  # taken, recalled, looked up: hold no connection while the model thinks
     try:
         outcome: RunOutcome = async_to_sync(run_agent)(
             spec,
@@ -193,15 +201,25 @@ def _model_failed(lease: Lease, failure: ModelFailure) -> None:
     task_under_lease(lease, apply, if_lost="lease lost while recording a failed run")
 
 
-def _recovered_lost_step(lease: Lease) -> bool:
+def _taken(lease: Lease) -> tuple[Task, TaskSteps]:
+    """The task just leased, whole (the run reads its goal and input), and its steps as the run starts."""
+    with transaction.atomic():
+        task = Task.objects.select_for_update().get(pk=lease.task_id)
+        return task, TaskSteps(str(task.pk))  # read under the lock: no step of the task changes meanwhile
+
+
+def _recovered_lost_step(lease: Lease, task: Task, steps: TaskSteps) -> bool:
     """Settle what a vanished worker left behind; True when that is all this run may do.
 
     A step still RUNNING when its task is taken over outlived its deadline: its worker died, hung, or lost its
     database connection. It counts as a retryable failure of that step (`orchestration.policy.lost_steps`).
+    Only what needs settling opens a transaction; the run's own lease keeps anyone else from starting a step.
     """
+    if steps.running() is None and task.state != TaskState.TOOL_RUNNING:
+        return False
     with transaction.atomic():
         task = task_locked_for(lease)
-        step = Step.objects.select_for_update().filter(task=task, state=StepState.RUNNING).order_by("-seq").first()
+        step = steps.running()
         if step is not None:
             step_lost_settle(task=task, step=step, actor=lease.owner)
             return True

@@ -7,13 +7,15 @@ runs on the worker's own thread (asgiref's thread-sensitive mode), so Django's c
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 
 from agent_runtime.journal import ModelCall, RunSuspended, TurnUsage
+from lib.db import released
 from memory.vault import protect, protect_answer
 from orchestration import metrics
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
@@ -32,32 +34,40 @@ from tools.selectors import sensitive_fields_of
 
 logger = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _db(work: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    """A journal transaction on the run's own thread; with a connection pool, its connection goes back after."""
+    return sync_to_async(released(work), thread_sensitive=True)
+
 
 class DatabaseJournal(ToolCallJournal):
     # --- the RunJournal protocol ------------------------------------------------------------------
     async def replay_turn(self, turn: int, call: ModelCall = "turn") -> dict[str, Any] | None:
         if call == "turn":
             self._turn = turn
-        return await sync_to_async(self._recorded_output, thread_sensitive=True)(turn_ref(turn, call))
+        return await _db(self._recorded_output)(turn_ref(turn, call))
 
     async def begin_turn(
         self, turn: int, model: str, request: dict[str, Any], worst_case: TurnUsage, call: ModelCall = "turn"
     ) -> int:
-        return await sync_to_async(self._begin_turn, thread_sensitive=True)(turn, model, request, worst_case, call)
+        return await _db(self._begin_turn)(turn, model, request, worst_case, call)
 
     async def end_turn(
         self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall = "turn"
     ) -> dict[str, Any]:
-        return await sync_to_async(self._end_turn, thread_sensitive=True)(turn, response, usage, call)
+        return await _db(self._end_turn)(turn, response, usage, call)
 
     async def fail_turn(self, turn: int, error: dict[str, Any], call: ModelCall = "turn") -> None:
-        await sync_to_async(self._fail_turn, thread_sensitive=True)(turn, error, call)
+        await _db(self._fail_turn)(turn, error, call)
 
     async def call_tool(self, call_id: str, name: str, arguments: str) -> str:
-        return await sync_to_async(self._call_tool, thread_sensitive=True)(call_id, name, arguments)
+        return await _db(self._call_tool)(call_id, name, arguments)
 
     async def operator_instructions(self) -> list[tuple[int, str]]:
-        return await sync_to_async(self._operator_instructions, thread_sensitive=True)()
+        return await _db(self._operator_instructions)()
 
     def _operator_instructions(self) -> list[tuple[int, str]]:
         recorded = sorted(

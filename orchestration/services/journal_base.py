@@ -16,7 +16,15 @@ logger = logging.getLogger(__name__)
 
 
 class JournalBase:
-    def __init__(self, *, lease: Lease, actor: str, tool_names: frozenset[str] = frozenset(), scope: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        actor: str,
+        tool_names: frozenset[str] = frozenset(),
+        scope: str = "",
+        steps: TaskSteps | None = None,
+    ) -> None:
         self.lease = lease
         self.actor = actor
         self.tool_names = tool_names
@@ -27,7 +35,8 @@ class JournalBase:
         self._attempts: dict[str, int] = {}
         # The model turn whose tool calls run now: the SDK runs a turn's calls before it asks for the next turn.
         self._turn = 0
-        self._steps: TaskSteps | None = None
+        self._steps = steps
+        """The task's steps as this run knows them (read when the run took the task, else on first use)."""
         self._decisions: dict[str, Approval] | None = None
 
     def _known(self) -> TaskSteps:

@@ -16,12 +16,12 @@ from memory.sessions import Contribution, session_merge, session_recall
 from memory.summary import Fact, extract_facts
 from memory.window import Item, complete, turn_groups
 from orchestration.models import Step, StepKind, StepState, Task
-from orchestration.services.steps import call_ref, ref_turn, step_begin, step_close
+from orchestration.services.steps import TaskSteps, call_ref, ref_turn, step_begin, step_close
 
 RECALL_REF = "memory:recall"
 
 
-def task_memory_recall(task: Task) -> Recalled:
+def task_memory_recall(task: Task, known: TaskSteps | None = None) -> Recalled:
     """What the locked task's session held when the task started: read and journalled on its first run, the
     recorded snapshot on every run after (even if the session has moved on since). Nothing for a task without a
     session."""
@@ -36,6 +36,7 @@ def task_memory_recall(task: Task) -> Recalled:
             ref=RECALL_REF,
             name="session memory",
             step_input={"session_id": task.session_id},
+            known=known,
         )
         step_close(step=step, succeeded=True, output=recalled.to_json())
         recorded = step.output

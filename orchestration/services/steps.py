@@ -13,7 +13,7 @@ from agent_runtime.journal import ModelCall
 from lib.strict_json import loads_strict, without_nul
 from memory.vault import protect
 from orchestration import metrics
-from orchestration.models import Step, StepKind, Task
+from orchestration.models import Step, StepKind, StepState, Task
 from orchestration.selectors import task_redaction_scope
 
 
@@ -56,6 +56,11 @@ class TaskSteps:
 
     def recorded(self, ref: str) -> Step | None:
         return self.by_ref.get(ref)
+
+    def running(self) -> Step | None:
+        """The last step still RUNNING, if any: one its worker left behind, when a run starts."""
+        running = [step for step in self.by_ref.values() if step.state == StepState.RUNNING]
+        return max(running, key=lambda step: step.seq, default=None)
 
     def added(self, step: Step) -> None:
         self.by_ref[step.ref] = step

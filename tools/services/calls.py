@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -22,7 +22,7 @@ from lib.redaction import platform_redactor
 from lib.strict_json import contains_nul, loads_strict
 from tools.adapters.base import CallContext, ToolAdapter, adapter_for
 from tools.contract import Contract
-from tools.deadline import DeadlineExceeded, deadline
+from tools.deadline import CommitGate, DeadlineExceeded, call_with_deadline
 from tools.envelope import ToolResult
 from tools.errors import ErrorCode
 from tools.faults import after_effect, before_effect, tool_fault
@@ -104,8 +104,9 @@ def _recorded(key: str) -> ToolResult | None:
 
 def _execute(contract: Contract, adapter: ToolAdapter, arguments: dict[str, Any], context: CallContext) -> ToolResult:
     try:
-        with deadline(contract.timeout_seconds):
-            return _run_and_record(contract, adapter, arguments, context)
+        return call_with_deadline(
+            contract.timeout_seconds, lambda gate: _run_and_record(contract, adapter, arguments, context, gate)
+        )
     except DeadlineExceeded:
         return ToolResult.failure(
             ErrorCode.TIMEOUT, f"{contract.name} gave no result within {contract.timeout_seconds:g} s", retryable=True
@@ -140,11 +141,13 @@ def connection_lost(error: DatabaseError) -> bool:
 
 
 def _run_and_record(
-    contract: Contract, adapter: ToolAdapter, arguments: dict[str, Any], context: CallContext
+    contract: Contract, adapter: ToolAdapter, arguments: dict[str, Any], context: CallContext, gate: CommitGate
 ) -> ToolResult:
     fault = tool_fault(contract.name, context)
     atomic = transaction.atomic() if adapter.database_backed else contextlib.nullcontext()
     with atomic:
+        if adapter.database_backed and gate.abandonable:
+            _statement_deadline(gate.seconds)  # no signal reaches this thread: the server ends a hung statement
         result = before_effect(fault) or adapter.run(arguments, context)
         after_effect(fault, contract.name)
         result = _checked(contract, result)
@@ -153,6 +156,11 @@ def _run_and_record(
             if adapter.database_backed:
                 transaction.set_rollback(True)
             return result
+        if adapter.database_backed and not gate.commit_allowed():
+            # Its caller recorded a timeout and retries under the same key: nothing of this attempt may stay.
+            # (An effect outside the database is recorded even when late: one key, one effect.)
+            transaction.set_rollback(True)
+            return result
         ToolCallRecord.objects.create(
             idempotency_key=context.idempotency_key,
             tool=contract.name,
@@ -160,6 +168,19 @@ def _run_and_record(
             envelope=platform_redactor().value(result.to_dict(), scope=_scope(context)),
         )
         return result
+
+
+def _statement_deadline(seconds: float) -> None:
+    """The transaction's statements, and its idle time, end at the call's deadline (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        return
+    milliseconds = str(max(1, int(seconds * 1000)))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true), set_config('idle_in_transaction_session_timeout', %s,"
+            " true)",
+            [milliseconds, milliseconds],
+        )
 
 
 def _scope(context: CallContext) -> str:
