@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKER_METRICS_PORT ?= 9808
 
-.PHONY: install browser monitoring-tools run test soak bench bench-console bench-memory lint format admin-password clean
+.PHONY: install browser monitoring-tools run test soak bench bench-env bench-console bench-memory lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -49,7 +49,7 @@ monitoring-tools: $(PROMTOOL) $(AMTOOL)
 run: install
 	PORT=$(PORT) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) $(BIN)/python scripts/run_embedded.py
 
-test: install lint browser monitoring-tools
+test: install bench-env lint browser monitoring-tools
 	$(BIN)/pytest
 
 # The fault-injection suite, SCALE times larger (more tasks, more kills); prints its figures at the end.
@@ -57,9 +57,22 @@ SCALE ?= 5
 soak: install
 	FAULT_SUITE_SCALE=$(SCALE) $(BIN)/pytest tests/faults -q
 
-# Every benchmark (or ONLY=orchestration,submission,memory,admin), each on a fresh database of its own: one JSON
-# document with the machine, then a table. Printed, not asserted. BENCH_FULL=1: memory and admin at full size.
-bench: install
+# LangGraph and its PostgreSQL checkpointer, for the side-by-side benchmark: an environment of its own, so that
+# nothing of it reaches the project's dependencies.
+BENCH_VENV := .bench-venv
+
+$(BENCH_VENV)/.installed: scripts/bench_langgraph_requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r scripts/bench_langgraph_requirements.txt
+	@touch $@
+
+bench-env: $(BENCH_VENV)/.installed
+
+# Every benchmark (or ONLY=orchestration,langgraph,submission,memory,admin), each on a fresh database of its own:
+# one JSON document with the machine, then a table. Printed, not asserted. BENCH_FULL=1: memory and admin at full
+# size.
+bench: install bench-env
 	ONLY=$(ONLY) $(BIN)/python scripts/bench.py
 
 # The operator console on a big table (100,000 tasks, a 200-step task): p50/p95 per page, printed, not asserted.

@@ -131,8 +131,20 @@ def _database(url: str) -> dict[str, object]:
         config["CONN_MAX_AGE"] = 0
     elif engine.endswith("postgresql"):
         config["ENGINE"] = "django_prometheus.db.backends.postgresql"
-        config.setdefault("OPTIONS", {})
+        options: dict[str, object] = dict(config.get("OPTIONS") or {})  # type: ignore[call-overload]
+        if DATABASE_POOL_MAX_SIZE:
+            config["CONN_MAX_AGE"] = 0  # Django refuses persistent connections beside its pool
+            options["pool"] = {"min_size": 1, "max_size": DATABASE_POOL_MAX_SIZE, "timeout": DATABASE_POOL_TIMEOUT}
+        config["OPTIONS"] = options
     return config
+
+
+# Django's psycopg connection pool, per process (0: none, a connection per thread). For workers run with Celery's
+# threads pool: a run borrows a connection for one journal transaction at a time and holds none while its model
+# thinks (lib.db.connection_release), so a process of 100 threads needs a handful. Not for prefork workers (Celery
+# closes a prefork child's pool after every task) nor for gunicorn's sync workers (a connection each already).
+DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 0, minimum=0, maximum=1000)
+DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 
 
 DATABASE_URL = env_url(
@@ -329,6 +341,22 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": SWEEP_INTERVAL_SECONDS * 2},
     },
 }
+
+# Retention (orchestration/services/retention.py): finished tasks older than this many days may be archived and
+# deleted, by `manage.py tasks_prune` or, with an interval set, by beat (0 days: keep everything). Periodic runs
+# archive into TASK_RETENTION_ARCHIVE_DIR when it is set, and only delete otherwise.
+TASK_RETENTION_DAYS = env_int("TASK_RETENTION_DAYS", 30, minimum=0)
+TASK_RETENTION_INTERVAL_SECONDS = env_int("TASK_RETENTION_INTERVAL_SECONDS", 0, minimum=0)
+TASK_RETENTION_ARCHIVE_DIR = env_str("TASK_RETENTION_ARCHIVE_DIR", "")
+TASK_RETENTION_BATCH_SIZE = env_int("TASK_RETENTION_BATCH_SIZE", 500, minimum=1, maximum=10_000)
+# Between batches, so writers have the database to themselves for a moment.
+TASK_RETENTION_PAUSE_SECONDS = env_float("TASK_RETENTION_PAUSE_SECONDS", 0.1, minimum=0.0)
+if TASK_RETENTION_DAYS and TASK_RETENTION_INTERVAL_SECONDS:
+    CELERY_BEAT_SCHEDULE["prune-finished-tasks"] = {
+        "task": "orchestration.tasks.prune_finished_tasks",
+        "schedule": TASK_RETENTION_INTERVAL_SECONDS,
+        "options": {"expires": TASK_RETENTION_INTERVAL_SECONDS},
+    }
 
 # How often one task may hand a failed call back to the model before a human takes over.
 AGENT_REPLAN_CAP = env_int("AGENT_REPLAN_CAP", 3, minimum=0)

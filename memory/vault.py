@@ -28,7 +28,12 @@ from memory.models import VaultedValue
 def redaction_scope(*, owner_id: int, session_id: str, task_id: str) -> str:
     """Tokens are stable within one client's session (its tasks share memory and name one card alike), else
     within one task."""
-    return f"session:{owner_id}:{session_id}" if session_id else f"task:{task_id}"
+    return f"session:{owner_id}:{session_id}" if session_id else task_scope(task_id)
+
+
+def task_scope(task_id: str) -> str:
+    """The scope of a task outside any session: its tokens are its alone, and go when the task goes."""
+    return f"task:{task_id}"
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,7 @@ from celery import shared_task
 
 from orchestration.services.actors import worker_actor
 from orchestration.services.execution import task_run
+from orchestration.services.retention import tasks_prune_scheduled
 from orchestration.services.sweeper import tasks_sweep
 
 
@@ -17,3 +18,10 @@ def run_task(task_id: str) -> None:
 @shared_task(name="orchestration.tasks.sweep_due_tasks")
 def sweep_due_tasks() -> int:
     return tasks_sweep()
+
+
+@shared_task(name="orchestration.tasks.prune_finished_tasks")
+def prune_finished_tasks() -> int:
+    """Beat's retention run (only scheduled when TASK_RETENTION_INTERVAL_SECONDS is set); how many tasks went."""
+    result = tasks_prune_scheduled()
+    return result.tasks if result else 0

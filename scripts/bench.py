@@ -12,6 +12,14 @@ any (step and task timestamps in PostgreSQL), and are printed, never asserted: t
 - submission: `POST /api/v1/tasks/` with idempotency keys against gunicorn (3 workers) at 1, 10 and 50
   concurrent clients: requests per second, p50 and p95.
 - memory, admin: `scripts/bench_memory.py` and `scripts/bench_console.py`, smaller unless BENCH_FULL=1.
+- concurrency: the same tasks against a loopback OpenAI-compatible endpoint that answers after BENCH_MODEL_DELAY
+  seconds (1), through each worker configuration of BENCH_CONCURRENCY_POOLS ("prefork:2,threads:50"): model
+  calls in flight, tasks per second, PostgreSQL connections the workers hold (`scripts/bench_concurrency.py`).
+- growth: bytes per task and per step by table, and a retention pass over the older half (BENCH_GROWTH_TASKS
+  tasks, 1,000): `scripts/bench_growth.py`.
+- langgraph: the orchestration workload through LangGraph and its PostgreSQL checkpointer (durability "sync"),
+  from its own environment (`.bench-venv`, which `make bench` installs): `scripts/bench_langgraph.py`. The table
+  sets our steps per second beside its own, from the same run on the same machine.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("orchestration", "submission", "memory", "admin")
+BENCHMARKS = ("orchestration", "langgraph", "submission", "concurrency", "growth", "memory", "admin")
+BENCH_VENV_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
@@ -183,6 +192,19 @@ def _load(base: str, token: str, *, clients: int, requests: int) -> dict[str, An
     }
 
 
+def langgraph(*, tasks: int, database: str = "bench_langgraph") -> dict[str, Any]:
+    """The peer's figures, from its own environment: it shares no package with the project."""
+    if not BENCH_VENV_PYTHON.exists():
+        raise SystemExit(f"{BENCH_VENV_PYTHON} is missing: `make bench-env` installs LangGraph's environment")
+    url = os.environ.get("BENCH_LANGGRAPH_DATABASE_URL", f"postgres://root@127.0.0.1:5432/{database}")
+    command = [str(BENCH_VENV_PYTHON), str(ROOT / "scripts" / "bench_langgraph.py"), "--database-url", url]
+    done = subprocess.run([*command, "--tasks", str(tasks)], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the LangGraph benchmark failed:\n{done.stderr[-4000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout)["langgraph"]
+    return figures
+
+
 def run_one(name: str) -> dict[str, Any]:
     """One benchmark, in this process, on a fresh database of its own."""
     full = os.environ.get("BENCH_FULL") == "1"
@@ -203,6 +225,20 @@ def run_one(name: str) -> dict[str, Any]:
         if name == "submission":
             requests = int(os.environ.get("BENCH_REQUESTS", "300"))
             return submission(database_url=database_url, redis_url=REDIS_URL, requests=requests)
+        if name == "concurrency":
+            from scripts.bench_concurrency import concurrency, parse_pools
+
+            return concurrency(
+                database_url=database_url,
+                redis_url=REDIS_URL,
+                tasks=int(os.environ.get("BENCH_CONCURRENCY_TASKS", "60")),
+                delay=float(os.environ.get("BENCH_MODEL_DELAY", "1")),
+                pools=parse_pools(os.environ.get("BENCH_CONCURRENCY_POOLS", "prefork:2,threads:50")),
+            )
+        if name == "growth":
+            from scripts.bench_growth import growth
+
+            return growth(tasks=int(os.environ.get("BENCH_GROWTH_TASKS", "1000")))
         if name == "memory":
             from scripts.bench_memory import run
 
@@ -244,45 +280,20 @@ def main() -> None:
     report: dict[str, Any] = {"machine": machine(), "benchmarks": {}}
     for name in chosen:
         print(f"running {name}...", file=sys.stderr)
+        if name == "langgraph":  # its own environment, its own process: no Django child
+            report["benchmarks"][name] = langgraph(tasks=int(os.environ.get("BENCH_TASKS", "300")))
+            continue
         done = subprocess.run([sys.executable, __file__, "--one", name], cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"benchmark {name} failed:\n{done.stderr[-4000:]}")
         report["benchmarks"][name] = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=2))
     print()
+    sys.path.insert(0, str(ROOT))
+    from scripts.bench_table import table
+
     for line in table(report["benchmarks"]):
         print(line)
-
-
-def table(benchmarks: dict[str, Any]) -> list[str]:
-    lines = []
-    if "orchestration" in benchmarks:
-        o = benchmarks["orchestration"]
-        lines += [
-            f"orchestration  {o['steps_per_second']} steps/s ({o['steps']} steps, 2 worker processes)",
-            f"  gap between steps ms  p50 {o['gap_between_steps_ms']['p50']}  p95 {o['gap_between_steps_ms']['p95']}"
-            f"  p99 {o['gap_between_steps_ms']['p99']}",
-            f"  a step's own ms       p50 {o['step_own_ms']['p50']}  p95 {o['step_own_ms']['p95']}",
-            f"  queries per step      {o['queries_per_step']}",
-            f"  one task, submit to COMPLETED ms  p50 {o['single_task_submit_to_completed_ms']['p50']}"
-            f"  p95 {o['single_task_submit_to_completed_ms']['p95']}",
-        ]
-    for clients, figures in benchmarks.get("submission", {}).items():
-        latency = figures["latency_ms"]
-        lines.append(
-            f"submission  {clients:>10}  {figures['requests_per_second']} req/s  p50 {latency['p50']} ms"
-            f"  p95 {latency['p95']} ms  ({figures['not_201']} not 201)"
-        )
-    if "memory" in benchmarks:
-        m = benchmarks["memory"]
-        lines.append(
-            f"memory  turn {m['turns']}/turn 10 tokens: {m['memory_tokens_last_over_turn_10']} (naive "
-            f"{m['naive_tokens_last_over_turn_10']}); late turn facts {m['late_turn_facts_present_pct']['memory']} %"
-        )
-    for page, figures in benchmarks.get("admin", {}).items():
-        if isinstance(figures, dict):
-            lines.append(f"admin  {page:<20} p50 {figures['p50_ms']} ms  p95 {figures['p95_ms']} ms")
-    return lines
 
 
 if __name__ == "__main__":

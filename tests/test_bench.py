@@ -27,3 +27,23 @@ def test_the_submission_benchmark_posts_at_every_concurrency() -> None:
     )
     assert set(figures) == {"1 clients", "10 clients", "50 clients"}
     assert all(level["not_201"] == 0 and level["requests"] >= 4 for level in figures.values())
+
+
+def test_the_langgraph_benchmark_runs_the_same_workload_side_by_side() -> None:
+    figures = bench_script("bench").langgraph(tasks=4, database="test_bench_langgraph")
+    assert figures["durability"] == "sync"
+    for run in ("one_process", "two_processes"):
+        assert figures[run]["steps"] == 12 and figures[run]["steps_per_second"] > 0
+
+
+def test_the_concurrency_benchmark_counts_calls_in_flight_and_connections_held() -> None:
+    figures = bench_script("bench_concurrency").concurrency(
+        database_url=workers.test_database_url(),
+        redis_url=settings.REDIS_URL,
+        tasks=3,
+        delay=0.1,
+        pools=[("threads", 3)],
+    )
+    run = figures["configurations"]["threads -c 3"]
+    assert run["settled_in_time"] and run["model_calls"]["requests"] == 6
+    assert run["model_calls"]["in_flight_max"] >= 1 and run["pg_connections"]["max"] >= 1

@@ -53,7 +53,7 @@ def tasks_sweep() -> int:
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
         .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=overdue_before))
         .order_by("next_run_at")
-        .only("pk", "trace_id")[:SWEEP_BATCH]
+        .only("pk", "trace_id", "state")[:SWEEP_BATCH]  # state too: django-fsm reads it on every row
     )
     sent = 0
     with transaction.atomic():
