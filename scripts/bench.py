@@ -12,9 +12,10 @@ any (step and task timestamps in PostgreSQL), and are printed, never asserted: t
 - submission: `POST /api/v1/tasks/` with idempotency keys against gunicorn (3 workers) at 1, 10 and 50
   concurrent clients: requests per second, p50 and p95.
 - memory, admin: `scripts/bench_memory.py` and `scripts/bench_console.py`, smaller unless BENCH_FULL=1.
-- concurrency: the same tasks against a loopback OpenAI-compatible endpoint that answers after BENCH_MODEL_DELAY
-  seconds (1), through each worker configuration of BENCH_CONCURRENCY_POOLS ("prefork:2,threads:50"): model
-  calls in flight, tasks per second, PostgreSQL connections the workers hold (`scripts/bench_concurrency.py`).
+- concurrency: BENCH_CONCURRENCY_TASKS tasks (100) against a loopback OpenAI-compatible endpoint that answers
+  after BENCH_MODEL_DELAY seconds (1), through each worker configuration of BENCH_CONCURRENCY_POOLS
+  ("prefork:2,threads:100"; a threads node with the production connection pool of 8): model calls in flight,
+  tasks per second, PostgreSQL connections the workers hold (`scripts/bench_concurrency.py`).
 - growth: bytes per task and per step by table, and a retention pass over the older half (BENCH_GROWTH_TASKS
   tasks, 1,000): `scripts/bench_growth.py`.
 - langgraph: the orchestration workload through LangGraph and its PostgreSQL checkpointer (durability "sync"),
@@ -231,9 +232,9 @@ def run_one(name: str) -> dict[str, Any]:
             return concurrency(
                 database_url=database_url,
                 redis_url=REDIS_URL,
-                tasks=int(os.environ.get("BENCH_CONCURRENCY_TASKS", "60")),
+                tasks=int(os.environ.get("BENCH_CONCURRENCY_TASKS", "100")),
                 delay=float(os.environ.get("BENCH_MODEL_DELAY", "1")),
-                pools=parse_pools(os.environ.get("BENCH_CONCURRENCY_POOLS", "prefork:2,threads:50")),
+                pools=parse_pools(os.environ.get("BENCH_CONCURRENCY_POOLS", "prefork:2,threads:100")),
             )
         if name == "growth":
             from scripts.bench_growth import growth

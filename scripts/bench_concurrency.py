@@ -49,6 +49,8 @@ WORKER_APPLICATION = "bench-concurrency-worker"
 SAMPLE_SECONDS = 0.1
 DEFAULT_POOLS = [("prefork", 2), ("threads", 50)]
 WARM_UP_TASKS = 2
+THREADS_POOL_ENV = {"DATABASE_POOL_MAX_SIZE": "8"}
+"""A threads-pool node as the README's production setting runs it: a pooled connection per transaction."""
 
 
 def concurrency(
@@ -119,6 +121,7 @@ def _configuration(
         "OPENAI_API_STYLE": "responses",
         "MEMORY_SUMMARIZER": "extractive",  # two model requests a task, no summary request
         "PGAPPNAME": WORKER_APPLICATION,
+        **(THREADS_POOL_ENV if pool == "threads" else {}),
         **worker_env,
     }
     rounds = math.ceil(tasks / max(1, min(concurrency * nodes, tasks)))

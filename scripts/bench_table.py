@@ -38,6 +38,14 @@ def table(benchmarks: dict[str, Any]) -> list[str]:
         from scripts.bench_concurrency import table as concurrency_table
 
         lines += concurrency_table(benchmarks["concurrency"])
+    if "growth" in benchmarks:
+        g = benchmarks["growth"]
+        pruned = g["retention"]
+        lines.append(
+            f"growth  {g['disk_bytes_per_task']} B on disk per task ({g['occupied_bytes_per_task']} B occupied),"
+            f" {g['disk_bytes_per_step_step_table']} B per step in the step table; retention"
+            f" {pruned['tasks_per_second']} tasks/s in {pruned['batches']} batches"
+        )
     if "memory" in benchmarks:
         m = benchmarks["memory"]
         lines.append(
