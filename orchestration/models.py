@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Cast, Upper
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from tools.errors import RecoveryAction
@@ -138,6 +139,13 @@ class Task(ConcurrentTransitionMixin, models.Model):
             models.Index(
                 fields=["handed_off_at"], condition=models.Q(state=S.MANUAL_REVIEW), name="task_manual_queue_idx"
             ),
+            # The task list, newest first (the admin orders by -created_at, -id): read backwards, no sort.
+            models.Index(fields=["created_at", "id"], name="task_created_idx"),
+            # The admin's "=" searches compare UPPER(field::text): one index each, so a search is a BitmapOr with
+            # the goal's trigram index (PostgreSQL only, migration 0012), not a scan of every task.
+            models.Index(Upper(Cast("id", models.TextField())), name="task_search_id_idx"),
+            models.Index(Upper("trace_id"), name="task_search_trace_idx"),
+            models.Index(Upper("idempotency_key"), name="task_search_key_idx"),
         ]
 
     def __str__(self) -> str:

@@ -43,3 +43,20 @@ def test_every_changelist_and_change_page_renders(demo_orders: None) -> None:
         if obj is not None:
             change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
             assert client.get(change, follow=True).status_code == 200, change
+
+
+@pytest.mark.django_db
+def test_the_task_list_filters_by_agent_and_finds_a_task_by_its_keys() -> None:
+    # The agent filter lists agents from their configurations (no SELECT DISTINCT over every task) and the
+    # searches are served by the indexes of migration 0012; both must still find what they did.
+    owner = User.objects.create(username="client")
+    task = submit_task(owner, goal="Look up order A-4242")
+    client = Client()
+    client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", "unused-password-1"))
+    changelist = reverse("admin:orchestration_task_changelist")
+    listed = client.get(changelist)
+    assert listed.status_code == 200 and "?agent__exact=default" in listed.content.decode()
+    assert str(task.pk) in client.get(changelist, {"agent__exact": "default"}).content.decode()
+    assert str(task.pk) not in client.get(changelist, {"agent__exact": "nobody"}).content.decode()
+    for term in (str(task.pk), task.trace_id, task.idempotency_key, "A-4242"):
+        assert str(task.pk) in client.get(changelist, {"q": term}).content.decode(), term
