@@ -60,6 +60,17 @@ def _metrics_child_gone(**_: object) -> None:
     metrics_process.process_dead(metrics_process.process_identifier())
 
 
+# What Django does around each request, around each task: a connection past CONN_MAX_AGE, broken, or left in a failed
+# transaction is closed, and a kept one is health-checked before its first query. Celery's own fixup would close
+# it every time (settings.CELERY_DB_REUSE_MAX).
+@signals.task_prerun.connect(weak=False)
+@signals.task_postrun.connect(weak=False)
+def _database_connections_checked(**_: object) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 # OpenTelemetry (lib/otel.py), off unless OTEL_* ask: set up in each process that runs tasks, after the fork (a
 # batching exporter's thread does not survive one), and flushed before a pool process exits without atexit.
 def _tracing_configure() -> None:

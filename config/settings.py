@@ -245,6 +245,11 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60),
     }
+# Celery's Django fixup closes the database connection before and after every task unless this is set, which costs
+# a new PostgreSQL backend per task. Set, a worker keeps its connection the way gunicorn does (CONN_MAX_AGE, health
+# checks: config.celery runs Django's close_old_connections around each task); the fixup still recycles it after
+# this many tasks.
+CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

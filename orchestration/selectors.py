@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -114,11 +114,35 @@ class TaskIdentity:
     session_id: str
 
 
-@lru_cache(maxsize=4096)
+_IDENTITIES: dict[str, TaskIdentity] = {}
+_IDENTITIES_KEPT = 4096
+_IDENTITIES_LOCK = threading.Lock()  # threads-pool workers share a process
+
+
 def task_identity(task_id: str) -> TaskIdentity:
-    """One query per task and process, for every caller that labels or scopes by the task (metrics, redaction)."""
+    """One query per task and process at most, for every caller that labels or scopes by the task (metrics,
+    redaction); none for a task its run has taken (`task_identity_known`)."""
+    known = _IDENTITIES.get(task_id)
+    if known is not None:
+        return known
     row = Task.objects.filter(pk=task_id).values_list("agent", "agent_version_id", "owner_id", "session_id").first()
-    return TaskIdentity(*row) if row else TaskIdentity(agent="", agent_version_id=None, owner_id=0, session_id="")
+    if row is None:  # not kept: a task's id is known before its row commits
+        return TaskIdentity(agent="", agent_version_id=None, owner_id=0, session_id="")
+    return _identity_kept(task_id, TaskIdentity(*row))
+
+
+def task_identity_known(task: Task) -> None:
+    """Remember the identity of a task read whole, so its run never queries for it."""
+    identity = TaskIdentity(task.agent, task.agent_version_id, task.owner_id, task.session_id)
+    _identity_kept(str(task.pk), identity)
+
+
+def _identity_kept(task_id: str, identity: TaskIdentity) -> TaskIdentity:
+    with _IDENTITIES_LOCK:
+        if len(_IDENTITIES) >= _IDENTITIES_KEPT:
+            del _IDENTITIES[next(iter(_IDENTITIES))]  # the oldest
+        _IDENTITIES[task_id] = identity
+    return identity
 
 
 def task_redaction_scope(task_id: str) -> str:

@@ -20,12 +20,6 @@ def active_contract(name: str) -> Contract | None:
     return Contract.from_version(version) if version else None
 
 
-def sensitive_fields_of(name: str) -> tuple[str, ...]:
-    """The argument paths the tool's current contract marks sensitive (none for an unknown tool)."""
-    contract = active_contract(name)
-    return contract.sensitive_fields if contract else ()
-
-
 def tool_specs() -> tuple[ToolSpec, ...]:
     """What the agent sees: name, description and strict parameter schema of every enabled tool."""
     contracts = [Contract.from_version(version) for version in _current_versions().order_by("contract__name")]

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import models
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from lib.models import ChangedFieldsSave
 from orchestration.models.tasks import Task
 
 
@@ -25,7 +26,7 @@ class StepState(models.TextChoices):
     FAILED = "FAILED"
 
 
-class Step(ConcurrentTransitionMixin, models.Model):
+class Step(ConcurrentTransitionMixin, ChangedFieldsSave):
     """One model turn or one tool call, persisted before it runs and again when it ends."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="steps")

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models.functions import Cast, Upper
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from lib.models import ChangedFieldsSave
+
 
 class TaskState(models.TextChoices):
     RECEIVED = "RECEIVED"
@@ -62,7 +64,7 @@ class HandoffReason(models.TextChoices):
     DATABASE_FAILURES = "database_failures", "repeated database failures"
 
 
-class Task(ConcurrentTransitionMixin, models.Model):
+class Task(ConcurrentTransitionMixin, ChangedFieldsSave):
     """One submitted agent task. `state` moves only through the transitions below, called by services."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -29,7 +29,7 @@ from orchestration.policy.database_failures import DatabaseFailure, database_fai
 from orchestration.policy.decision import Decision
 from orchestration.policy.model_failures import TurnFailure, model_failure_decide
 from orchestration.policy.model_turns import answer_decide, turn_limit_decide, unknown_agent_decide
-from orchestration.selectors import database_failures_in_a_row
+from orchestration.selectors import database_failures_in_a_row, task_identity_known
 from orchestration.services.decisions import decision_apply, policy_limits
 from orchestration.services.journal import DatabaseJournal
 from orchestration.services.leases import Lease, task_lease_acquire, task_locked_for, task_under_lease
@@ -205,6 +205,7 @@ def _taken(lease: Lease) -> tuple[Task, TaskSteps]:
     """The task just leased, whole (the run reads its goal and input), and its steps as the run starts."""
     with transaction.atomic():
         task = Task.objects.select_for_update().get(pk=lease.task_id)
+        task_identity_known(task)
         return task, TaskSteps(str(task.pk))  # read under the lock: no step of the task changes meanwhile
 
 

@@ -30,7 +30,6 @@ from orchestration.services.steps import (
     step_close,
     turn_ref,
 )
-from tools.selectors import sensitive_fields_of
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +112,7 @@ class DatabaseJournal(ToolCallJournal):
     def _end_turn(self, turn: int, response: dict[str, Any], usage: TurnUsage, call: ModelCall) -> dict[str, Any]:
         """Record the response (redacted: the run goes on with what is recorded) and its tokens, even if the task
         was cancelled meanwhile: they were paid for. A summary is only recorded: the answer moves the task on."""
-        response = protect_answer(response, scope=self.scope, sensitive_fields=sensitive_fields_of)
+        response = protect_answer(response, scope=self.scope, sensitive_fields=self._sensitive_fields_for(turn))
         with transaction.atomic():
             task, still_leased = self._locked_any()
             step = self._own_step(turn_ref(turn, call), still_leased=still_leased)

@@ -11,6 +11,7 @@ from orchestration.policy.operator_actions import cancelled_mid_step_decide
 from orchestration.services.decisions import decision_apply
 from orchestration.services.leases import Lease, LeaseLost, task_locked_for, task_row_locked
 from orchestration.services.steps import TaskSteps
+from tools.contract import Contract
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class JournalBase:
         self._steps = steps
         """The task's steps as this run knows them (read when the run took the task, else on first use)."""
         self._decisions: dict[str, Approval] | None = None
+        self._contracts_turn = 0
+        self._contracts: dict[str, Contract | None] = {}
+        """Contracts read for the tool calls of model turn `_contracts_turn` (ToolCallJournal._contract_of)."""
 
     def _known(self) -> TaskSteps:
         """The task's steps, read on the run's first look at its journal (see `TaskSteps`)."""

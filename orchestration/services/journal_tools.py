@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -32,6 +33,22 @@ from tools.services.calls import tool_call
 
 
 class ToolCallJournal(JournalBase):
+    def _contract_of(self, turn: int, name: str) -> Contract | None:
+        """The tool's current contract, read once per model turn: the turn's answer is redacted by the contract its
+        calls are then checked and run against, milliseconds later (an edit applies from the next turn)."""
+        if self._contracts_turn != turn:
+            self._contracts_turn, self._contracts = turn, {}
+        if name not in self._contracts:
+            self._contracts[name] = active_contract(name)
+        return self._contracts[name]
+
+    def _sensitive_fields_for(self, turn: int) -> Callable[[str], tuple[str, ...]]:
+        def sensitive_fields(name: str) -> tuple[str, ...]:
+            contract = self._contract_of(turn, name)
+            return contract.sensitive_fields if contract else ()
+
+        return sensitive_fields
+
     def _recorded_tool_result(self, ref: str) -> dict[str, Any] | None:
         """A final result: a success, or a failure no retry will change (the model re-plans on it)."""
         step = self._known().recorded(ref)
@@ -50,7 +67,7 @@ class ToolCallJournal(JournalBase):
             recorded = self._recorded_tool_result(ref)
             if recorded is not None:
                 return json.dumps(recorded, sort_keys=True)
-        contract = active_contract(name)
+        contract = self._contract_of(self._turn, name)
         step = self._begin_tool(ref, name, arguments, contract, take_approval=decision is not None)
         if decision is not None and decision.decision == ApprovalDecision.REJECTED:
             result = rejected_call_result(decision.message)
@@ -78,6 +95,8 @@ class ToolCallJournal(JournalBase):
         """An operator's decision on this call, if it was held for one (approved calls stay approved across
         retries of the step; the ledger still runs the call once). Decisions are taken while the task waits, never
         during a run: they are read once, with the run's first call."""
+        if self._decisions is None and not self._known().any_tool_call():
+            self._decisions = {}  # a call is held with its step: no tool step, no decision to read
         if self._decisions is None:
             decided = Approval.objects.filter(task_id=self.lease.task_id).exclude(decision=ApprovalDecision.PENDING)
             self._decisions = {approval.step.ref: approval for approval in decided.select_related("step")}

@@ -62,6 +62,10 @@ class TaskSteps:
         running = [step for step in self.by_ref.values() if step.state == StepState.RUNNING]
         return max(running, key=lambda step: step.seq, default=None)
 
+    def any_tool_call(self) -> bool:
+        """Whether the task has ever called a tool: only then can an operator have decided on a held call."""
+        return any(step.kind == StepKind.TOOL_CALL for step in self.by_ref.values())
+
     def added(self, step: Step) -> None:
         self.by_ref[step.ref] = step
         self.last_seq = max(self.last_seq, step.seq)
