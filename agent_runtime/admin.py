@@ -3,6 +3,7 @@ version shows its diff against the one before and can be restored as a new versi
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -11,9 +12,11 @@ from django.http import HttpRequest
 from django.utils.html import format_html_join
 
 from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
+from agent_runtime.rollouts import CANARY, RolloutInvalid, active_rollout, rollout_start
 from agent_runtime.services import (
     AGENT_FIELDS,
     AGENT_VERSIONS,
+    CANARY_RUNNING,
     MAX_COST_BUDGET,
     MAX_TOKEN_BUDGET,
     MEMORY_LIMITS,
@@ -21,10 +24,13 @@ from agent_runtime.services import (
     AgentInvalid,
     agent_create,
     agent_problems,
+    agent_propose,
     agent_update,
     agent_version_values,
 )
 from lib.versioning_admin import ConfigVersionAdmin
+
+CURRENT = "current"
 
 
 def _memory_field(name: str, initial: int, help_text: str) -> forms.IntegerField:
@@ -56,10 +62,30 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
         "memory_window_turns", 8, "Turns the model sees verbatim; older ones reach it as summary facts"
     )
     memory_summary_tokens = _memory_field("memory_summary_tokens", 400, "The cap of a session's summary, in tokens")
+    tool_contracts = forms.JSONField(
+        required=False, help_text='Pinned tool contract versions, e.g. {"lookup_order": 3}; empty: current ones'
+    )
     memory_inject_tokens = _memory_field(
         "memory_inject_tokens", 200, "The most summary facts one turn is sent (those relevant to the task), in tokens"
     )
-    comment = forms.CharField(required=False, max_length=300)
+    comment = forms.CharField(required=False, max_length=300, help_text="Why: required for a canary")
+    release = forms.ChoiceField(
+        choices=[
+            (CURRENT, "Make it current: every new task gets this version"),
+            (CANARY, "Start a canary: a share of new tasks gets it, the rest stay on the current version"),
+        ],
+        initial=CURRENT,
+        widget=forms.RadioSelect,
+        required=False,
+    )
+    canary_percent = forms.DecimalField(
+        min_value=Decimal("0.01"),
+        max_value=Decimal(100),
+        decimal_places=2,
+        initial=Decimal(10),
+        required=False,
+        help_text="The canary's share of new tasks, in %",
+    )
 
     class Meta:
         model = AgentConfig
@@ -75,22 +101,44 @@ class AgentConfigForm(forms.ModelForm[AgentConfig]):
         values = {name: self.cleaned_data.get(name) for name in AGENT_FIELDS}
         values["model_settings"] = values["model_settings"] or {}
         values["tools"] = values["tools"] or []
+        values["tool_contracts"] = values["tool_contracts"] or {}
         return values
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        self._clean_release(cleaned)
         if not any(name in self.errors for name in AGENT_FIELDS):
             for field, problems in agent_problems(self.versioned_values()).items():
                 for problem in problems:
                     self.add_error(field, problem)
         return cleaned
 
+    def _clean_release(self, cleaned: dict[str, Any]) -> None:
+        running = self.instance.pk is not None and active_rollout(self.instance) is not None
+        if cleaned.get("release") != CANARY:
+            if running:
+                self.add_error("release", CANARY_RUNNING)
+            return
+        if self.instance.pk is None:
+            self.add_error("release", "a new agent has no version to compare a canary with: make it current first")
+        elif running:
+            self.add_error("release", "this agent already has a canary: promote it or roll it back first")
+        if not cleaned.get("canary_percent"):
+            self.add_error("canary_percent", "a canary needs its share of new tasks")
+        if not str(cleaned.get("comment") or "").strip():
+            self.add_error("comment", "say why: a canary is started with its reason on record")
+
 
 @admin.register(AgentConfig)
 class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
     form = AgentConfigForm
-    list_display = ["name", "version", "current_model"]
-    fields = ["name", *AGENT_FIELDS, "comment", "version_history"]
+    list_display = ["name", "version", "current_model", "canary"]
+    fields = ["name", *AGENT_FIELDS, "comment", "release", "canary_percent", "version_history"]
+
+    @admin.display(description="canary")
+    def canary(self, agent: AgentConfig) -> str:
+        rollout = active_rollout(agent)
+        return f"v{rollout.canary.number} at {rollout.canary_percent} %" if rollout else "-"
 
     def get_readonly_fields(self, request: HttpRequest, obj: AgentConfig | None = None) -> list[str]:
         return ["name", "version_history"] if obj is not None else ["version_history"]
@@ -128,13 +176,17 @@ class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
     def save_model(self, request: HttpRequest, obj: AgentConfig, form: Any, change: bool) -> None:
         values, comment = form.versioned_values(), form.cleaned_data.get("comment", "")
         try:
-            if change:
+            if change and form.cleaned_data.get("release") == CANARY:
+                user: Any = request.user
+                canary = agent_propose(agent=obj, values=values, user=user, comment=comment)
+                rollout_start(canary=canary, percent=form.cleaned_data["canary_percent"], user=user, reason=comment)
+            elif change:
                 agent_update(agent=obj, values=values, user=request.user, comment=comment)  # type: ignore[arg-type]
             else:
                 created = agent_create(name=obj.name, values=values, user=request.user)  # type: ignore[arg-type]
                 obj.pk, obj.current = created.pk, created.current
                 obj._state.adding = False
-        except AgentInvalid as invalid:
+        except (AgentInvalid, RolloutInvalid) as invalid:
             self.message_user(request, f"Not saved: {invalid}", messages.ERROR)
 
 

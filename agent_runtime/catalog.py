@@ -34,6 +34,8 @@ class AgentProfile:
     """Tool names this agent may use; empty means every enabled tool."""
     max_turns: int = 12
     memory: MemorySettings = field(default_factory=MemorySettings)
+    tool_contracts: dict[str, int] = field(default_factory=dict)
+    """Pinned tool contract versions: tool name to version number."""
 
     @classmethod
     def from_version(cls, version: AgentVersion) -> AgentProfile:
@@ -51,6 +53,7 @@ class AgentProfile:
                 summary_tokens=version.memory_summary_tokens,
                 inject_tokens=version.memory_inject_tokens,
             ),
+            tool_contracts=dict(version.tool_contracts or {}),
         )
 
 

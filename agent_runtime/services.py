@@ -12,9 +12,9 @@ from django.contrib.auth.models import User
 
 from agent_runtime.catalog import DEFAULT_AGENT, DEFAULT_INSTRUCTIONS
 from agent_runtime.endpoints import OFFLINE
-from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice
+from agent_runtime.models import AgentConfig, AgentVersion, ModelPrice, Rollout, RolloutState
 from lib.versioning import ConfigInvalid, Problems, Versioning
-from tools.models import ToolContract
+from tools.models import ToolContract, ToolContractVersion
 
 # What a budget column holds (agent versions and tasks alike).
 MAX_TOKEN_BUDGET = 10**12
@@ -31,6 +31,7 @@ AGENT_FIELDS = (
     "memory_window_turns",
     "memory_summary_tokens",
     "memory_inject_tokens",
+    "tool_contracts",
 )
 # What the memory fields may hold: (lowest, highest).
 MEMORY_LIMITS = {
@@ -76,7 +77,23 @@ def agent_problems(values: dict[str, Any]) -> Problems:
             problems["tools"] = [f"no such tool: {', '.join(unknown)}"]
     if not 1 <= int(values.get("max_turns") or 0) <= 100:
         problems["max_turns"] = ["between 1 and 100"]
-    return problems | _budget_problems(values) | _memory_problems(values)
+    return problems | _budget_problems(values) | _memory_problems(values) | _pinned_contract_problems(values)
+
+
+def _pinned_contract_problems(values: dict[str, Any]) -> Problems:
+    """Pinned contracts name existing versions of existing tools: {"lookup_order": 3}."""
+    pinned = values.get("tool_contracts")
+    if pinned is None:
+        return {}
+    if not isinstance(pinned, dict) or not all(
+        isinstance(number, int) and not isinstance(number, bool) and number >= 1 for number in pinned.values()
+    ):
+        return {"tool_contracts": ['a JSON object of tool name to contract version number, e.g. {"lookup_order": 3}']}
+    known = set(
+        ToolContractVersion.objects.filter(contract__name__in=list(pinned)).values_list("contract__name", "number")
+    )
+    missing = sorted(f"{name} v{number}" for name, number in pinned.items() if (name, number) not in known)
+    return {"tool_contracts": [f"no such contract version: {', '.join(missing)}"]} if missing else {}
 
 
 def _memory_problems(values: dict[str, Any]) -> Problems:
@@ -123,8 +140,22 @@ AGENT_VERSIONS: Versioning[AgentConfig, AgentVersion] = Versioning(
 
 
 def agent_update(*, agent: AgentConfig, values: dict[str, Any], user: User | None, comment: str = "") -> AgentVersion:
-    """Save `values` over the current ones as the agent's next version; tasks submitted from now on get it."""
+    """Save `values` over the current ones as the agent's next version; tasks submitted from now on get it.
+
+    Refused while a canary of the agent runs: the stable version is what the canary is compared with, so it
+    does not move under the comparison. Propose the edit (`agent_propose`) and roll it out instead."""
+    if Rollout.objects.filter(agent=agent, state=RolloutState.ACTIVE).exists():
+        raise AgentInvalid({"current": [CANARY_RUNNING]})
     return AGENT_VERSIONS.update(owner=agent, values=values, user=user, comment=comment)
+
+
+CANARY_RUNNING = "a canary of this agent is running: promote it or roll it back first, or save the edit as a canary"
+
+
+def agent_propose(*, agent: AgentConfig, values: dict[str, Any], user: User | None, comment: str = "") -> AgentVersion:
+    """Save `values` over the current ones as the agent's next version without making it current: a candidate
+    for a canary (`agent_runtime.rollouts.rollout_start`)."""
+    return AGENT_VERSIONS.propose(owner=agent, values=values, user=user, comment=comment)
 
 
 def agent_create(*, name: str, values: dict[str, Any], user: User | None) -> AgentConfig:

@@ -346,6 +346,13 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": SWEEP_INTERVAL_SECONDS * 2},
     },
 }
+# Canary rollouts with automatic rollback on are judged this often (orchestration/services/rollouts.py).
+ROLLOUT_EVALUATE_SECONDS = env_float("ROLLOUT_EVALUATE_SECONDS", 15.0, minimum=1.0)
+CELERY_BEAT_SCHEDULE["evaluate-rollouts"] = {
+    "task": "orchestration.tasks.evaluate_rollouts",
+    "schedule": ROLLOUT_EVALUATE_SECONDS,
+    "options": {"expires": ROLLOUT_EVALUATE_SECONDS * 2},
+}
 
 # Retention (orchestration/services/retention.py): finished tasks older than this many days may be archived and
 # deleted, by `manage.py tasks_prune` or, with an interval set, by beat (0 days: keep everything). Periodic runs

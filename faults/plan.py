@@ -12,7 +12,8 @@
 `tools` is consulted by the tool call path for every call attempt (a tool's own list, else the `"*"` list);
 `model` by the runtime for every model request; `broker` whenever a task message is sent. A rule is
 `{"fault": <kind>, "probability": 0..1 (default 1), "attempts": [1, 2] (default: every attempt), ...}`, model
-rules may also name `"turns"`. The kinds and their own keys:
+rules may also name `"turns"`, tool rules `"agent_versions"` (numbers: only calls of tasks on those versions of
+their agent, e.g. a canary's). The kinds and their own keys:
 
     tool   error               code (default INTERNAL), message: the adapter returns this code instead of
                                running; the contract's error dictionary decides what follows, as for a real one
@@ -69,6 +70,7 @@ _TOOL_RULE = {
         "message": {"type": "string", "maxLength": 500},
         "seconds": _SECONDS,
         "uninterruptible": {"type": "boolean"},
+        "agent_versions": _ATTEMPTS,
     },
     "required": ["fault"],
     "additionalProperties": False,
@@ -121,6 +123,8 @@ class Fault:
     """The attempts this rule applies to; None for every attempt."""
     turns: frozenset[int] | None = None
     """Model rules only: the turns this rule applies to; None for every turn."""
+    agent_versions: frozenset[int] | None = None
+    """Tool rules only: the agent version numbers whose calls this rule applies to; None for every version."""
     code: str = "INTERNAL"
     message: str = "injected fault"
     seconds: float = 0.0
@@ -132,13 +136,15 @@ class Fault:
     @classmethod
     def from_rule(cls, rule: dict[str, Any]) -> Fault:
         values = {key: value for key, value in rule.items() if key != "fault"}
-        for key in ("attempts", "turns"):
+        for key in ("attempts", "turns", "agent_versions"):
             if key in values:
                 values[key] = frozenset(values[key])
         return cls(kind=rule["fault"], **values)
 
-    def applies(self, *, attempt: int, turn: int | None = None) -> bool:
+    def applies(self, *, attempt: int, turn: int | None = None, agent_version: int | None = None) -> bool:
         if self.attempts is not None and attempt not in self.attempts:
+            return False
+        if self.agent_versions is not None and agent_version not in self.agent_versions:
             return False
         return self.turns is None or turn is None or turn in self.turns
 
@@ -151,10 +157,11 @@ class FaultPlan:
     duplicate_messages: int = 0
     duplicate_delay_seconds: float = 0.0
 
-    def tool_fault(self, tool: str, *, key: str, attempt: int) -> Fault | None:
+    def tool_fault(self, tool: str, *, key: str, attempt: int, agent_version: int | None = None) -> Fault | None:
         """The fault to inject into this attempt of the call with idempotency key `key`, if any."""
         rules = self.tools.get(tool, self.tools.get(ANY_TOOL, ()))
-        return self._choose(rules, where=f"tool:{tool}", key=key, attempt=attempt)
+        chosen = tuple(rule for rule in rules if rule.applies(attempt=attempt, agent_version=agent_version))
+        return self._choose(chosen, where=f"tool:{tool}", key=key, attempt=attempt)
 
     def model_fault(self, *, key: str, turn: int, attempt: int) -> Fault | None:
         """The fault to inject into this attempt of model turn `turn` of the run `key`, if any."""
@@ -166,8 +173,8 @@ class FaultPlan:
         digest = hashlib.sha256(f"{self.seed}|{where}|{key}|{attempt}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    def _choose(self, rules: tuple[Fault, ...], *, where: str, key: str, attempt: int) -> Fault | None:
-        applicable = [rule for rule in rules if rule.applies(attempt=attempt)]
+    def _choose(self, applicable: tuple[Fault, ...], *, where: str, key: str, attempt: int) -> Fault | None:
+        """One of the rules that apply to this attempt (the callers filter them), or none, by the attempt's draw."""
         if not applicable:
             return None
         drawn = self.draw(where=where, key=key, attempt=attempt)

@@ -92,6 +92,21 @@ class Versioning(Generic[Owner, Version]):
         setattr(owner, self.current_field, version)
         return version
 
+    def propose(self, *, owner: Owner, values: Mapping[str, Any], user: User | None, comment: str = "") -> Version:
+        """Save the current values with `values` over them as the owner's next version, leaving the current one
+        current: a candidate that a rollout can then send a share of new work to (agents' canaries).
+
+        Raises `invalid` (nothing saved) if the result breaks the rules."""
+        with transaction.atomic():
+            locked = self.owner_model._default_manager.select_for_update().get(pk=owner.pk)
+            return self._append(locked, self._complete(locked, values), user=user, comment=comment, make_current=False)
+
+    def make_current(self, *, version: Version) -> None:
+        """Make an existing version the one new work gets (a promoted canary); no new version is written."""
+        owner: Owner = getattr(version, self.owner_field)
+        setattr(owner, self.current_field, version)
+        owner.save(update_fields=[self.current_field])
+
     def create(self, *, owner: Owner, values: Mapping[str, Any], user: User | None, comment: str = "created") -> Owner:
         """Save a new (unsaved) owner and its first version, or neither."""
         merged = self._complete(owner, values)
@@ -141,14 +156,17 @@ class Versioning(Generic[Owner, Version]):
             if field.name in self.fields
         }
 
-    def _append(self, owner: Owner, values: dict[str, Any], *, user: User | None, comment: str) -> Version:
+    def _append(
+        self, owner: Owner, values: dict[str, Any], *, user: User | None, comment: str, make_current: bool = True
+    ) -> Version:
         versions = self.version_model._default_manager.filter(**{self.owner_field: owner})
         number = (versions.aggregate(top=Max("number"))["top"] or 0) + 1
         version = self.version_model._default_manager.create(
             **{self.owner_field: owner}, number=number, created_by=user, comment=comment, **values
         )
-        setattr(owner, self.current_field, version)
-        owner.save(update_fields=[self.current_field])
+        if make_current:
+            setattr(owner, self.current_field, version)
+            owner.save(update_fields=[self.current_field])
         return version
 
 

@@ -17,7 +17,10 @@ from django.utils.html import format_html
 from django_fsm import TransitionNotAllowed
 
 from agent_runtime.models import AgentConfig
-from orchestration import admin_approvals  # noqa: F401  (registers the held calls' admin)
+from orchestration import (
+    admin_approvals,  # noqa: F401  (registers the held calls' admin)
+    admin_rollouts,  # noqa: F401  (registers the canary rollouts' admin)
+)
 from orchestration.admin_paginators import EstimatedCountPaginator
 from orchestration.console import console_context, console_task_or_404, step_snapshot, waited_text
 from orchestration.console_actions import console_act

@@ -15,10 +15,11 @@ from django.conf import settings
 from django.db import Error as DatabaseLayerError
 from django.db.models import Count, Min, Q
 from django.utils import timezone
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from agent_runtime.models import Rollout, RolloutEvent, RolloutEventKind, RolloutState
 from orchestration.models import OPEN_STATES, RUNNABLE_STATES, Task, TaskState
 from tools.circuit import CLOSED
 from tools.models import ToolContract
@@ -31,7 +32,7 @@ class DatabaseStateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("agent_state_up", "1 if the database-state gauges below could be read")
         try:
-            gauges = [*_task_gauges(), _circuit_gauge()]
+            gauges = [*_task_gauges(), _circuit_gauge(), *_rollout_metrics()]
         except (DatabaseLayerError, redis.RedisError):  # InterfaceError (a closed connection) included
             logger.warning("the database-state gauges could not be read for this scrape", exc_info=True)
             up.add_metric([], 0)
@@ -83,3 +84,36 @@ def _circuit_gauge() -> Metric:
     for tool in ToolContract.objects.order_by("name").values_list("name", flat=True):
         circuits.add_metric([tool], 0 if circuit_state(tool).status == CLOSED else 1)
     return circuits
+
+
+_ROLLBACK_TRIGGERS = {RolloutEventKind.ROLLED_BACK: "manual", RolloutEventKind.AUTO_ROLLED_BACK: "automatic"}
+
+
+def _rollout_metrics() -> Iterator[Metric]:
+    """The canaries running now, and every rollback so far, per agent: one series per agent and trigger, from the
+    first rollout of the agent on, at 0 until it happens, so that `increase` sees the first one."""
+    share = GaugeMetricFamily(
+        "agent_rollout_canary_share",
+        "The share of new tasks an agent's running canary gets (0 to 1)",
+        labels=["agent", "stable_version", "canary_version"],
+    )
+    active = Rollout.objects.filter(state=RolloutState.ACTIVE).values_list(
+        "agent__name", "stable__number", "canary__number", "canary_percent"
+    )
+    for agent, stable, canary, percent in active:
+        share.add_metric([agent, str(stable), str(canary)], float(percent) / 100)
+    yield share
+    rollbacks = CounterMetricFamily(
+        "agent_rollout_rollbacks", "Canaries rolled back, by hand or automatically", labels=["agent", "trigger"]
+    )
+    by_agent_kind = {
+        (agent, kind): n
+        for agent, kind, n in RolloutEvent.objects.filter(kind__in=list(_ROLLBACK_TRIGGERS))
+        .values_list("rollout__agent__name", "kind")
+        .annotate(n=Count("pk"))
+        .values_list("rollout__agent__name", "kind", "n")
+    }
+    for agent in Rollout.objects.values_list("agent__name", flat=True).distinct().order_by("agent__name"):
+        for kind, trigger in _ROLLBACK_TRIGGERS.items():
+            rollbacks.add_metric([agent, trigger], by_agent_kind.get((agent, kind), 0))
+    yield rollbacks

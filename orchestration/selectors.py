@@ -25,7 +25,7 @@ from orchestration.models import (
 
 def tasks_visible_to(user: AbstractBaseUser) -> QuerySet[Task]:
     """A client sees its own tasks; staff see all."""
-    tasks = Task.objects.all()
+    tasks = Task.objects.select_related("agent_version")
     return tasks if getattr(user, "is_staff", False) else tasks.filter(owner=user)
 
 
@@ -41,7 +41,7 @@ def task_detail_queryset(user: AbstractBaseUser) -> QuerySet[Task]:
     decisions = RecoveryDecision.objects.select_related("step").order_by("id")
     return (
         tasks_workable_by(user)
-        .select_related("claimed_by")
+        .select_related("claimed_by", "agent_version")
         .prefetch_related(
             Prefetch("steps", queryset=steps),
             "transitions",

@@ -7,6 +7,7 @@ from celery import shared_task
 from orchestration.services.actors import worker_actor
 from orchestration.services.execution import task_run
 from orchestration.services.retention import tasks_prune_scheduled
+from orchestration.services.rollouts import rollouts_evaluate
 from orchestration.services.sweeper import tasks_sweep
 
 
@@ -25,3 +26,9 @@ def prune_finished_tasks() -> int:
     """Beat's retention run (only scheduled when TASK_RETENTION_INTERVAL_SECONDS is set); how many tasks went."""
     result = tasks_prune_scheduled()
     return result.tasks if result else 0
+
+
+@shared_task(name="orchestration.tasks.evaluate_rollouts")
+def evaluate_rollouts() -> int:
+    """Beat's judgement of every canary with automatic rollback on; how many it rolled back."""
+    return rollouts_evaluate()

@@ -86,6 +86,12 @@ def _task_state(token: str, task_id: str) -> dict[str, Any]:
         return json.load(response)
 
 
+def _canary_line(canary: dict[str, Any]) -> str:
+    share = f"v{canary['canary']} on {canary['percent']} % of new tasks, v{canary['stable']} on the rest"
+    state = "" if canary["state"] == "ACTIVE" else f" ({canary['state'].lower().replace('_', ' ')})"
+    return f"{share}{state}: {BASE_URL}/admin/agent_runtime/rollout/{canary['id']}/change/"
+
+
 def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Popen[bytes]]) -> None:
     pending = set(task_ids)
     deadline = time.monotonic() + 120
@@ -99,7 +105,9 @@ def _follow_demo(token: str, task_ids: list[str], processes: list[subprocess.Pop
                     for step in task["steps"]
                     if step["kind"] == "tool_call"
                 ]
-                print(f"  {task['state']:<13} {task['goal']}\n                tools: {', '.join(calls)}")
+                version = f"v{task['agent_version']}" + (f" ({task['rollout_arm']})" if task["rollout_arm"] else "")
+                print(f"  {task['state']:<13} {task['goal']}\n                version: {version}")
+                print(f"                tools: {', '.join(calls)}")
                 print(f"                why: {task['state_reason']}")
                 if not calls and task["result"]:
                     print(f"                answer: {task['result']}")
@@ -156,6 +164,7 @@ The platform is running (embedded mode: SQLite, filesystem broker, offline model
   Admin      {BASE_URL}/admin/   user: {demo["admin_username"]}   password: {password}
              the manual queue as an operator:       user: operator   password: {operator}
              contracts and agents as an engineer:   user: engineer   password: {engineer}
+  Canary     {_canary_line(demo["canary"])}
   API docs   {BASE_URL}/api/docs/
   API token  {demo["token"]}
   Metrics    {BASE_URL}/metrics (web, and the database gauges)   http://127.0.0.1:{WORKER_METRICS_PORT}/metrics (worker)

@@ -21,7 +21,9 @@ class InjectedCrash(Exception):
 
 
 def tool_fault(tool_name: str, context: CallContext) -> Fault | None:
-    return active_plan().tool_fault(tool_name, key=context.idempotency_key, attempt=context.attempt)
+    return active_plan().tool_fault(
+        tool_name, key=context.idempotency_key, attempt=context.attempt, agent_version=context.agent_version
+    )
 
 
 def before_effect(fault: Fault | None) -> ToolResult | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db.models import F, QuerySet
 
 from tools.adapters.base import adapter_for
@@ -20,9 +22,28 @@ def active_contract(name: str) -> Contract | None:
     return Contract.from_version(version) if version else None
 
 
-def tool_specs() -> tuple[ToolSpec, ...]:
-    """What the agent sees: name, description and strict parameter schema of every enabled tool."""
-    contracts = [Contract.from_version(version) for version in _current_versions().order_by("contract__name")]
+def _pinned_version(name: str, number: int) -> ToolContractVersion | None:
+    return ToolContractVersion.objects.select_related("contract").filter(contract__name=name, number=number).first()
+
+
+def contract_at(name: str, pinned: Mapping[str, int]) -> Contract | None:
+    """The contract a run checks and runs the tool's calls against: the version its agent version pins, if it pins
+    one (a canary pairing a prompt change with a contract change), else the current one."""
+    if name not in pinned:
+        return active_contract(name)
+    version = _pinned_version(name, pinned[name])
+    return Contract.from_version(version) if version else None
+
+
+def tool_specs(pinned: Mapping[str, int] | None = None) -> tuple[ToolSpec, ...]:
+    """What the agent sees: name, description and strict parameter schema of every enabled tool, each as its
+    pinned contract version says (`pinned`: tool name to version number), else as its current one does."""
+    versions = {version.contract.name: version for version in _current_versions()}
+    for name, number in (pinned or {}).items():
+        version = _pinned_version(name, number)
+        if version is not None:
+            versions[name] = version
+    contracts = [Contract.from_version(versions[name]) for name in sorted(versions)]
     return tuple(
         contract.spec() for contract in contracts if contract.enabled and adapter_for(contract.adapter) is not None
     )

@@ -85,6 +85,21 @@ class TaskCreateSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str
     budget = BudgetRequestSerializer(
         required=False, help_text="Overrides the agent's budget for this task (each part optional)"
     )
+    routing_key = StrictCharField(
+        max_length=255,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="What a canary rollout hashes to choose the version, when there is no session_id (e.g. a "
+        "customer id): tasks with one key stay on one version. Empty: the task's own id",
+    )
+    agent_version = serializers.IntegerField(
+        min_value=1,
+        max_value=2**31 - 1,
+        required=False,
+        help_text="Run on this version of the agent, whatever the rollout says (testing; needs the "
+        "force-version permission)",
+    )
 
     def validate_agent(self, value: str) -> str:
         if current_agent_version_id(value) is None:
@@ -199,6 +214,13 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
     usage = serializers.SerializerMethodField()
     budget = serializers.SerializerMethodField()
     handoff = serializers.SerializerMethodField()
+    agent_version = serializers.IntegerField(
+        source="agent_version.number", allow_null=True, read_only=True, help_text="The version the task runs on"
+    )
+    rollout_arm = serializers.CharField(
+        read_only=True,
+        help_text='"stable" or "canary" when a rollout chose the version, "forced" when the client did, else ""',
+    )
 
     class Meta:
         model = Task
@@ -209,6 +231,9 @@ class TaskSummarySerializer(serializers.ModelSerializer[Task]):
             "handoff",
             "goal",
             "agent",
+            "agent_version",
+            "rollout_arm",
+            "routing_key",
             "session_id",
             "trace_id",
             "idempotency_key",

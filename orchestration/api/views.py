@@ -30,9 +30,15 @@ from orchestration.services.cancellation import task_cancel
 from orchestration.services.queue import (
     WORK_PERMISSION,
 )
-from orchestration.services.submission import IdempotencyKeyReused, new_idempotency_key, task_submit
+from orchestration.services.submission import (
+    AgentVersionUnknown,
+    IdempotencyKeyReused,
+    new_idempotency_key,
+    task_submit,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+FORCE_VERSION_PERMISSION = "agent_runtime.force_agent_version"
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 
 ERROR_SCHEMA = inline_serializer(
@@ -98,6 +104,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
             201: TaskSerializer,
             200: OpenApiResponse(TaskSerializer, description="An earlier submission with this key"),
             400: ERROR_SCHEMA,
+            403: ERROR_SCHEMA,
             422: ERROR_SCHEMA,
         },
     )
@@ -106,6 +113,12 @@ class TaskListCreateView(generics.ListAPIView[Task]):
         body = TaskCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
+        forced = data.get("agent_version")
+        if forced is not None and not request.user.has_perm(FORCE_VERSION_PERMISSION):
+            return Response(
+                error_body("not_permitted", "choosing the agent version needs the force-version permission"),
+                status=403,
+            )
         try:
             submission = task_submit(
                 owner=request.user,  # type: ignore[arg-type]
@@ -117,9 +130,13 @@ class TaskListCreateView(generics.ListAPIView[Task]):
                 idempotency_key=key,
                 trace_id=request._request.trace_id,  # type: ignore[attr-defined]
                 budget=Budget(**data["budget"]) if data.get("budget") else None,  # {} is no budget asked
+                routing_key=data["routing_key"],
+                forced_version=forced,
             )
         except IdempotencyKeyReused as exc:
             return Response(error_body("idempotency_key_reused", str(exc)), status=422)
+        except AgentVersionUnknown as exc:
+            raise ValidationError({"agent_version": [str(exc)]}) from None
         if submission.first_transition is not None:
             task = task_detail_of_created(submission.task, submission.first_transition)
         else:

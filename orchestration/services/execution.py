@@ -109,7 +109,16 @@ def _run(task: Task, lease: Lease, steps: TaskSteps) -> None:
     scope = redaction_scope(owner_id=task.owner_id, session_id=task.session_id, task_id=str(task.pk))
     tool_names = frozenset(t.name for t in spec.tools)
     journal = traced_journal(
-        DatabaseJournal(lease=lease, actor=lease.owner, tool_names=tool_names, scope=scope, steps=steps), spec
+        DatabaseJournal(
+            lease=lease,
+            actor=lease.owner,
+            tool_names=tool_names,
+            scope=scope,
+            steps=steps,
+            pinned_contracts=profile.tool_contracts,
+            agent_version=profile.version,
+        ),
+        spec,
     )
     connection_release()  # taken, recalled, looked up: hold no connection while the model thinks
     try:
@@ -169,7 +178,7 @@ def _agent_spec(profile: AgentProfile) -> AgentSpec:
     price = price_for(profile.model)
     if price is None:
         logger.warning("no price for this model: its cost is recorded as 0", extra={"model": profile.model})
-    available = tool_specs()
+    available = tool_specs(profile.tool_contracts)
     allowed = set(profile.tools) | {HANDOFF_TOOL}  # every agent can always reach a human
     return AgentSpec(
         name=profile.name,

@@ -25,6 +25,8 @@ class JournalBase:
         tool_names: frozenset[str] = frozenset(),
         scope: str = "",
         steps: TaskSteps | None = None,
+        pinned_contracts: dict[str, int] | None = None,
+        agent_version: int | None = None,
     ) -> None:
         self.lease = lease
         self.actor = actor
@@ -39,6 +41,10 @@ class JournalBase:
         self._steps = steps
         """The task's steps as this run knows them (read when the run took the task, else on first use)."""
         self._decisions: dict[str, Approval] | None = None
+        self.agent_version = agent_version
+        """The number of the agent version the run runs (its tool calls say it, for the fault plan)."""
+        self.pinned_contracts = pinned_contracts or {}
+        """Tool contract versions the run's agent version pins (tool name to number); others are current."""
         self._contracts_turn = 0
         self._contracts: dict[str, Contract | None] = {}
         """Contracts read for the tool calls of model turn `_contracts_turn` (ToolCallJournal._contract_of)."""

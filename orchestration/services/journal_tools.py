@@ -28,18 +28,19 @@ from orchestration.services.steps import (
 from tools.adapters.base import CallContext
 from tools.contract import Contract
 from tools.envelope import ToolResult
-from tools.selectors import active_contract
+from tools.selectors import contract_at
 from tools.services.calls import tool_call
 
 
 class ToolCallJournal(JournalBase):
     def _contract_of(self, turn: int, name: str) -> Contract | None:
-        """The tool's current contract, read once per model turn: the turn's answer is redacted by the contract its
-        calls are then checked and run against, milliseconds later (an edit applies from the next turn)."""
+        """The tool's contract (the pinned version, else the current one), read once per model turn: the turn's
+        answer is redacted by the contract its calls are then checked and run against, milliseconds later (an
+        edit applies from the next turn)."""
         if self._contracts_turn != turn:
             self._contracts_turn, self._contracts = turn, {}
         if name not in self._contracts:
-            self._contracts[name] = active_contract(name)
+            self._contracts[name] = contract_at(name, self.pinned_contracts)
         return self._contracts[name]
 
     def _sensitive_fields_for(self, turn: int) -> Callable[[str], tuple[str, ...]]:
@@ -82,6 +83,7 @@ class ToolCallJournal(JournalBase):
                     timeout_seconds=contract.timeout_seconds if contract else 0,
                     attempt=step.attempt,
                     redaction_scope=self.scope,
+                    agent_version=self.agent_version,
                 ),
                 approved=decision is not None,
             )

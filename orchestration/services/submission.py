@@ -13,7 +13,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agent_runtime.catalog import Budget, budget_for, current_agent_version_id
+from agent_runtime.catalog import Budget, budget_for
+from agent_runtime.rollouts import version_assign, version_forced
 from lib import otel
 from memory.vault import protect, redaction_scope
 from orchestration import tracing
@@ -25,6 +26,10 @@ from orchestration.services.transitions import task_submitted_record
 
 class IdempotencyKeyReused(Exception):
     """The key was already used for a task with a different body."""
+
+
+class AgentVersionUnknown(Exception):
+    """A forced agent version that the agent does not have."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,11 @@ def task_submit(
     idempotency_key: str,
     trace_id: str,
     budget: Budget | None = None,
+    routing_key: str = "",
+    forced_version: int | None = None,
 ) -> Submission:
+    """Create the task (once per owner and key), pinned to the agent version its rollout assigns (or the one a
+    permitted client forced), and send it to the workers when the transaction commits."""
     body: dict[str, Any] = {
         "goal": goal,
         "input": task_input,
@@ -68,13 +77,22 @@ def task_submit(
             "tokens": budget.tokens,
             "cost_usd": None if budget.cost_usd is None else str(budget.cost_usd),
         }
+    if routing_key:
+        body["routing_key"] = routing_key
+    if forced_version is not None:
+        body["agent_version"] = forced_version
     digest = request_hash(body)
     task_pk = uuid.uuid4()  # known before the insert, so that the submission's span is in the task's trace
     with tracing.task_submit_span(task_id=str(task_pk), trace_id=trace_id, agent=agent) as span:
         try:
             with transaction.atomic():
-                version_id = current_agent_version_id(agent)
-                limits = budget_for(version_id, budget)
+                key = session_id or routing_key or str(task_pk)
+                assignment = (
+                    version_assign(agent, key) if forced_version is None else version_forced(agent, forced_version)
+                )
+                if assignment is None:
+                    raise AgentVersionUnknown(f"agent {agent!r} has no version {forced_version}")
+                limits = budget_for(assignment.version_id, budget)
                 # Stored and shown redacted from the start: the model reads the tokens, a tool gets the values.
                 scope = redaction_scope(owner_id=owner.pk, session_id=session_id, task_id=str(task_pk))
                 goal, task_input, metadata = protect([goal, task_input, metadata], scope=scope)
@@ -89,7 +107,10 @@ def task_submit(
                     session_id=session_id,
                     agent=agent,
                     metadata=metadata,
-                    agent_version_id=version_id,
+                    agent_version_id=assignment.version_id,
+                    routing_key=key,
+                    rollout_id=assignment.rollout_id,
+                    rollout_arm=assignment.arm,
                     token_budget=limits.tokens,
                     cost_budget=limits.cost_usd,
                     next_run_at=timezone.now(),

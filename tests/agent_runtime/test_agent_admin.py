@@ -8,31 +8,15 @@ from django.test import Client
 
 from agent_runtime.models import AgentConfig, AgentVersion
 from orchestration.models import Task
-from tests.factories import submit_task
+from tests.factories import agent_form, submit_task
 
 pytestmark = pytest.mark.django_db
-
-
-def _form(**changes: object) -> dict[str, object]:
-    current = AgentConfig.objects.get(name="default").current
-    assert current is not None
-    data: dict[str, object] = {
-        "instructions": current.instructions,
-        "model": current.model,
-        "model_settings": json.dumps(current.model_settings),
-        "tools": json.dumps(current.tools),
-        "max_turns": current.max_turns,
-        "memory_window_turns": current.memory_window_turns,
-        "memory_summary_tokens": current.memory_summary_tokens,
-        "memory_inject_tokens": current.memory_inject_tokens,
-    }
-    return {**data, **changes}
 
 
 def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client) -> None:
     agent = AgentConfig.objects.get(name="default")
     earlier = submit_task(User.objects.create(username="c"))
-    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", _form(model="gpt-4.1-mini"))
+    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", agent_form(model="gpt-4.1-mini"))
     assert response.status_code == 302
     agent.refresh_from_db()
     assert agent.current is not None and (agent.current.number, agent.current.model) == (2, "gpt-4.1-mini")
@@ -55,7 +39,7 @@ def test_editing_an_agent_creates_a_version_for_new_tasks_only(operator: Client)
 )
 def test_invalid_agent_edits_are_refused(operator: Client, changes: dict[str, object], field: str) -> None:
     agent = AgentConfig.objects.get(name="default")
-    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", _form(**changes))
+    response = operator.post(f"/admin/agent_runtime/agentconfig/{agent.pk}/change/", agent_form(**changes))
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
     assert AgentVersion.objects.count() == 1

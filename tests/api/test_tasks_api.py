@@ -17,9 +17,10 @@ URL = "/api/v1/tasks/"
 BODY = {"goal": "Look up order A-1001", "input": {"order_number": "A-1001"}}
 
 TASK_FIELDS = {
-    "id", "state", "state_reason", "goal", "agent", "session_id", "trace_id", "idempotency_key", "result", "usage",
-    "budget", "created_at", "updated_at", "finished_at", "input", "metadata", "next_run_at", "pending_approval",
-    "steps", "transitions", "recovery", "handoff", "claimed_by", "claim_expires_at", "operator_actions",
+    "id", "state", "state_reason", "goal", "agent", "agent_version", "rollout_arm", "routing_key", "session_id",
+    "trace_id", "idempotency_key", "result", "usage", "budget", "created_at", "updated_at", "finished_at", "input",
+    "metadata", "next_run_at", "pending_approval", "steps", "transitions", "recovery", "handoff", "claimed_by",
+    "claim_expires_at", "operator_actions",
 }  # fmt: skip
 
 

@@ -28,6 +28,8 @@ class CallContext:
     """Which attempt of this call (same key) this is: 2 and up are retries, or reruns after a lost worker."""
     redaction_scope: str = ""
     """Where the call's redaction tokens live: the ledger keeps the result as the model reads it, redacted."""
+    agent_version: int | None = None
+    """The number of the agent version the task runs on (the fault plan can single out a canary's calls)."""
 
 
 class ToolAdapter(ABC):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -15,6 +16,10 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
+from agent_runtime.catalog import DEFAULT_AGENT, DEFAULT_INSTRUCTIONS
+from agent_runtime.models import AgentConfig, Rollout
+from agent_runtime.rollouts import rollout_start
+from agent_runtime.services import agent_propose
 from shop.models import Order
 from shop.services import orders_seed_demo
 
@@ -102,6 +107,7 @@ class Command(BaseCommand):
         client, _ = user_model.objects.get_or_create(username=CLIENT_USERNAME)
         token, _ = Token.objects.get_or_create(user=client)
         orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
+        canary = _demo_canary()
         Order.objects.filter(number="A-1004").update(settlement_locked_until=timezone.now() + DEMO_LONG_LOCK)
         # The tasks go in through the API (make run posts these), as a client's would: counted, traced, keyed.
         follow_ups = [{"key": item["key"], "body": {**item["body"], "metadata": {"demo": True}}} for item in FOLLOW_UPS]
@@ -126,6 +132,7 @@ class Command(BaseCommand):
                     "token": token.key,
                     "submissions": submissions,
                     "follow_ups": follow_ups,
+                    "canary": canary,
                 }
             )
         )
@@ -140,3 +147,34 @@ def _role_user(username: str, group: str) -> str | None:
     user = user_model.objects.create_user(username, f"{username}@example.invalid", password, is_staff=True)
     user.groups.add(Group.objects.get(name=group))
     return password
+
+
+DEMO_CANARY_PERCENT = Decimal(50)
+"""Half, not the default 10 %: with the demo's four customers both versions get some of their tasks."""
+
+
+def _demo_canary() -> dict[str, Any]:
+    """A canary of the demo agent, started once: the same prompt asking for a one-sentence summary."""
+    agent = AgentConfig.objects.get(name=DEFAULT_AGENT)
+    rollout = Rollout.objects.filter(agent=agent).order_by("started_at").first()
+    if rollout is None:
+        canary = agent_propose(
+            agent=agent,
+            values={"instructions": f"{DEFAULT_INSTRUCTIONS} Keep that summary to one sentence."},
+            user=None,
+            comment="demo canary: a one-sentence summary",
+        )
+        rollout = rollout_start(
+            canary=canary,
+            percent=DEMO_CANARY_PERCENT,
+            user=None,
+            reason="demo: does a one-sentence summary do as well as the current prompt?",
+            settings={"auto_rollback": True, "min_finished_tasks": 50},
+        )
+    return {
+        "id": rollout.pk,
+        "state": rollout.state,
+        "stable": rollout.stable.number,
+        "canary": rollout.canary.number,
+        "percent": str(rollout.canary_percent),
+    }
