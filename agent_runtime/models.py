@@ -115,7 +115,7 @@ class Rollout(ConcurrentTransitionMixin, models.Model):
     # Automatic rollback: off unless turned on; margins say how much worse the canary may be before it counts.
     auto_rollback = models.BooleanField(default=False)
     min_finished_tasks = models.PositiveIntegerField(
-        default=200, validators=[MinValueValidator(20)], help_text="Finished canary tasks before any verdict"
+        default=200, validators=[MinValueValidator(20)], help_text="Finished tasks each arm needs before any verdict"
     )
     max_success_drop = models.DecimalField(
         max_digits=4,

@@ -70,9 +70,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 @pytest.fixture
 def queue_groups(db: None) -> None:
-    """The operators and platform engineers groups, as their migration creates them (a transactional test's
-    flush empties every table, groups included)."""
+    """The operators and platform engineers groups, as their migrations create them and grant them permissions (a
+    transactional test's flush empties every table, groups included)."""
     from django.apps import apps
 
-    migration = importlib.import_module("orchestration.migrations.0008_operator_groups")
-    migration.create_groups(apps, None)
+    importlib.import_module("orchestration.migrations.0008_operator_groups").create_groups(apps, None)
+    importlib.import_module("orchestration.migrations.0014_rollout_permissions").grant(apps, None)

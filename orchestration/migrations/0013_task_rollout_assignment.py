@@ -20,11 +20,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='task',
             name='rollout_arm',
-            field=models.CharField(blank=True, max_length=10),
+            field=models.CharField(blank=True, db_default='', default='', max_length=10),
         ),
         migrations.AddField(
             model_name='task',
             name='routing_key',
-            field=models.CharField(blank=True, help_text='What the canary assignment hashed', max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', help_text='What the canary assignment hashed', max_length=255),
         ),
     ]

@@ -88,11 +88,15 @@ class Task(ConcurrentTransitionMixin, ChangedFieldsSave):
     metadata = models.JSONField(default=dict)
     # How the version was chosen, fixed at submission: the rollout then running, the arm the routing key's hash
     # fell in ("stable", "canary"; "forced" when a permitted client named the version; "" with no rollout).
-    routing_key = models.CharField(max_length=255, blank=True, help_text="What the canary assignment hashed")
+    # Defaults in the database too: a process of the previous release, still running during a deploy, inserts
+    # tasks without these columns.
+    routing_key = models.CharField(
+        max_length=255, blank=True, default="", db_default="", help_text="What the canary assignment hashed"
+    )
     rollout = models.ForeignKey(
         "agent_runtime.Rollout", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
     )
-    rollout_arm = models.CharField(max_length=10, blank=True)
+    rollout_arm = models.CharField(max_length=10, blank=True, default="", db_default="")
 
     state = FSMField(default=S.RECEIVED, choices=TaskState.choices, protected=True, db_index=True)
     state_reason = models.TextField(blank=True, help_text="Why the task is in its current state")
