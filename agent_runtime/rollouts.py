@@ -22,9 +22,9 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
-from agent_runtime.catalog import current_agent_version_id
 from agent_runtime.models import AgentConfig, AgentVersion, Rollout, RolloutEvent, RolloutEventKind, RolloutState
 from agent_runtime.services import AGENT_VERSIONS
 
@@ -65,17 +65,22 @@ def arm_of(*, rollout_id: int, canary_percent: Decimal, routing_key: str) -> str
 
 
 def version_assign(agent: str, routing_key: str) -> Assignment:
-    """The version a new task of `agent` gets: its rollout's arm for this key, else the current version."""
-    rollout = (
-        Rollout.objects.filter(agent__name=agent, state=RolloutState.ACTIVE)
-        .values("pk", "canary_percent", "stable_id", "canary_id")
+    """The version a new task of `agent` gets: its rollout's arm for this key, else the current version. One
+    query: the agent with its active rollout, if any (at most one, by constraint), joined."""
+    active = FilteredRelation("rollouts", condition=Q(rollouts__state=RolloutState.ACTIVE))
+    row = (
+        AgentConfig.objects.filter(name=agent)
+        .annotate(active=active)
+        .values("current_id", "active__pk", "active__canary_percent", "active__stable_id", "active__canary_id")
         .first()
     )
-    if rollout is None:
-        return Assignment(version_id=current_agent_version_id(agent))
-    arm = arm_of(rollout_id=rollout["pk"], canary_percent=rollout["canary_percent"], routing_key=routing_key)
-    version_id = rollout["canary_id"] if arm == CANARY else rollout["stable_id"]
-    return Assignment(version_id=version_id, rollout_id=rollout["pk"], arm=arm)
+    if row is None:
+        return Assignment(version_id=None)
+    if row["active__pk"] is None:
+        return Assignment(version_id=row["current_id"])
+    arm = arm_of(rollout_id=row["active__pk"], canary_percent=row["active__canary_percent"], routing_key=routing_key)
+    version_id = row["active__canary_id"] if arm == CANARY else row["active__stable_id"]
+    return Assignment(version_id=version_id, rollout_id=row["active__pk"], arm=arm)
 
 
 def version_forced(agent: str, number: int) -> Assignment | None:

@@ -135,11 +135,10 @@ def rollout_evaluate(rollout: Rollout) -> RolloutVerdict:
 
 
 def rollouts_evaluate() -> int:
-    """Beat's evaluation of every active canary with automatic rollback on; how many were rolled back."""
+    """Beat's evaluation of every active canary, so that its page shows the latest verdict; those with automatic
+    rollback on are rolled back when it says so. Returns how many were."""
     rolled_back = 0
-    active = Rollout.objects.filter(state=RolloutState.ACTIVE, auto_rollback=True).select_related(
-        "agent", "stable", "canary"
-    )
+    active = Rollout.objects.filter(state=RolloutState.ACTIVE).select_related("agent", "stable", "canary")
     for rollout in active:
-        rolled_back += int(rollout_evaluate(rollout).roll_back)
+        rolled_back += int(rollout_evaluate(rollout).roll_back and rollout.auto_rollback)
     return rolled_back

@@ -111,7 +111,8 @@ def test_with_automatic_rollback_off_the_verdict_is_shown_and_the_canary_keeps_r
     assert verdict.roll_back, (verdict, rollout_comparison(rollout))
     assert rollout.state == RolloutState.ACTIVE
     assert rollout.last_verdict["roll_back"] is True and rollout.evaluated_at is not None
-    assert rollouts_evaluate() == 0, "beat leaves a rollout without automatic rollback alone"
+    assert rollouts_evaluate() == 0, "beat only shows the verdict of a rollout without automatic rollback"
+    assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.ACTIVE
 
 
 def test_a_healthy_canary_is_never_promoted_by_itself(demo_orders: None, client_user: User) -> None:
