@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Any, Self
 
 from django.db import models
@@ -37,10 +38,12 @@ class ChangedFieldsSave(models.Model):
         instance._stored_values = instance._values_now(copy_containers=False)
         return instance
 
-    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
-        super().refresh_from_db(*args, **kwargs)
+    def refresh_from_db(
+        self, using: str | None = None, fields: Iterable[str] | None = None, from_queryset: Any = None
+    ) -> None:
+        fields = list(fields) if fields is not None else None  # read twice: here and by Django
+        super().refresh_from_db(using=using, fields=fields, from_queryset=from_queryset)
         stored: dict[str, Any] | None = getattr(self, "_stored_values", None)
-        fields = kwargs.get("fields", args[1] if len(args) > 1 else None)
         fresh = self._values_now(copy_containers=False)
         if stored is None or fields is None:
             self._stored_values = fresh
