@@ -8,6 +8,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
@@ -178,8 +179,11 @@ class AgentConfigAdmin(admin.ModelAdmin[AgentConfig]):
         try:
             if change and form.cleaned_data.get("release") == CANARY:
                 user: Any = request.user
-                canary = agent_propose(agent=obj, values=values, user=user, comment=comment)
-                rollout_start(canary=canary, percent=form.cleaned_data["canary_percent"], user=user, reason=comment)
+                if not user.has_perm("agent_runtime.add_rollout"):
+                    raise RolloutInvalid("starting a canary needs the permission to add rollouts")
+                with transaction.atomic():  # a refused canary leaves no version behind
+                    canary = agent_propose(agent=obj, values=values, user=user, comment=comment)
+                    rollout_start(canary=canary, percent=form.cleaned_data["canary_percent"], user=user, reason=comment)
             elif change:
                 agent_update(agent=obj, values=values, user=request.user, comment=comment)  # type: ignore[arg-type]
             else:

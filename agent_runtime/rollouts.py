@@ -21,7 +21,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import FilteredRelation, Q
 from django.utils import timezone
 
@@ -76,11 +76,24 @@ def version_assign(agent: str, routing_key: str) -> Assignment:
     )
     if row is None:
         return Assignment(version_id=None)
-    if row["active__pk"] is None:
+    if row["active__pk"] is None or not _still_active(row["active__pk"]):
         return Assignment(version_id=row["current_id"])
     arm = arm_of(rollout_id=row["active__pk"], canary_percent=row["active__canary_percent"], routing_key=routing_key)
     version_id = row["active__canary_id"] if arm == CANARY else row["active__stable_id"]
     return Assignment(version_id=version_id, rollout_id=row["active__pk"], arm=arm)
+
+
+def _still_active(rollout_id: int) -> bool:
+    """Hold the rollout as it is until the submission commits. FOR KEY SHARE conflicts only with the switch's
+    FOR UPDATE, so submissions never wait for one another; a rollback or promotion committed while this one read
+    is seen here (PostgreSQL re-reads a row it waited for), and one not yet begun waits for this task to be
+    in, as a task submitted before the switch. SQLite runs one writing transaction at a time anyway."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT state FROM agent_runtime_rollout WHERE id = %s FOR KEY SHARE", [rollout_id])
+        row = cursor.fetchone()
+    return row is not None and row[0] == RolloutState.ACTIVE
 
 
 def version_forced(agent: str, number: int) -> Assignment | None:
@@ -128,6 +141,10 @@ def _validated(rollout: Rollout) -> None:
     except ValidationError as invalid:
         problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in invalid.message_dict.items())
         raise RolloutInvalid(problems) from None
+
+
+def _rollback_settings(rollout: Rollout) -> dict[str, Any]:
+    return {name: getattr(rollout, name) for name in (*AUTO_ROLLBACK_SETTINGS, "alpha")}
 
 
 def _ended(rollout: Rollout) -> None:
@@ -245,10 +262,17 @@ def rollout_roll_back(
     *, rollout: Rollout, actor: str, reason: str, automatic: bool = False, figures: dict[str, Any] | None = None
 ) -> Rollout:
     """The rollback switch: from the next submission on, every new task gets the stable version. Tasks already
-    given the canary keep it to their end, replays included."""
+    given the canary keep it to their end, replays included.
+
+    An automatic rollback was judged with `rollout`'s settings as they were read: it is refused if automatic
+    rollback, or any margin, has been changed since (the next evaluation judges with the new ones)."""
     reason = _reason(reason)
     with transaction.atomic():
         locked = _locked(rollout)
+        if automatic and _rollback_settings(locked) != _rollback_settings(rollout):
+            raise RolloutInvalid("the automatic-rollback settings changed while it was judged")
+        if automatic and not locked.auto_rollback:
+            raise RolloutInvalid("automatic rollback is off")
         locked.roll_back()
         _ended(locked)
         kind = RolloutEventKind.AUTO_ROLLED_BACK if automatic else RolloutEventKind.ROLLED_BACK

@@ -129,6 +129,16 @@ def _budget_problems(values: dict[str, Any]) -> Problems:
     return problems
 
 
+def _no_canary_running(agent: AgentConfig) -> None:
+    """Checked under the agent's row lock, which starting a rollout takes too: stable is what the canary is
+    compared with, and what a rollback sends every task back to, so it does not move while a canary runs."""
+    if Rollout.objects.filter(agent=agent, state=RolloutState.ACTIVE).exists():
+        raise AgentInvalid({"current": [CANARY_RUNNING]})
+
+
+CANARY_RUNNING = "a canary of this agent is running: promote it or roll it back first, or save the edit as a canary"
+
+
 AGENT_VERSIONS: Versioning[AgentConfig, AgentVersion] = Versioning(
     owner_model=AgentConfig,
     version_model=AgentVersion,
@@ -136,20 +146,16 @@ AGENT_VERSIONS: Versioning[AgentConfig, AgentVersion] = Versioning(
     fields=AGENT_FIELDS,
     problems=lambda _agent, values: agent_problems(values),
     invalid=AgentInvalid,
+    before_current=_no_canary_running,
 )
 
 
 def agent_update(*, agent: AgentConfig, values: dict[str, Any], user: User | None, comment: str = "") -> AgentVersion:
     """Save `values` over the current ones as the agent's next version; tasks submitted from now on get it.
 
-    Refused while a canary of the agent runs: the stable version is what the canary is compared with, so it
-    does not move under the comparison. Propose the edit (`agent_propose`) and roll it out instead."""
-    if Rollout.objects.filter(agent=agent, state=RolloutState.ACTIVE).exists():
-        raise AgentInvalid({"current": [CANARY_RUNNING]})
+    Refused while a canary of the agent runs (`_no_canary_running`), restores included. Propose the edit
+    (`agent_propose`) and roll it out instead."""
     return AGENT_VERSIONS.update(owner=agent, values=values, user=user, comment=comment)
-
-
-CANARY_RUNNING = "a canary of this agent is running: promote it or roll it back first, or save the edit as a canary"
 
 
 def agent_propose(*, agent: AgentConfig, values: dict[str, Any], user: User | None, comment: str = "") -> AgentVersion:

@@ -71,6 +71,9 @@ class Versioning(Generic[Owner, Version]):
     """Raised with the problems."""
     current_field: str = "current"
     """The owner's foreign key to its current version."""
+    before_current: Callable[[Owner], None] | None = None
+    """Called with the locked owner before an edit or a restore becomes current; raises `invalid` to refuse it
+    (agents: not while a canary runs, so that stable does not move under the comparison)."""
 
     def values(self, version: Version) -> dict[str, Any]:
         return {name: getattr(version, name) for name in self.fields}
@@ -87,6 +90,8 @@ class Versioning(Generic[Owner, Version]):
             # The lock orders concurrent edits: each gets its own number, and each merges over the version
             # that is current once it holds the lock, so no edit silently undoes another's fields.
             locked = self.owner_model._default_manager.select_for_update().get(pk=owner.pk)
+            if self.before_current is not None:
+                self.before_current(locked)
             merged = self._complete(locked, values)
             version = self._append(locked, merged, user=user, comment=comment)
         setattr(owner, self.current_field, version)

@@ -175,7 +175,7 @@ class RolloutAdmin(admin.ModelAdmin[Rollout]):
                     reason=data["reason"],
                     settings=settings,
                 )
-                obj.pk, obj._state.adding = created.pk, False
+                obj.__dict__.update(created.__dict__)  # what the admin logs and redirects to: the rollout saved
                 return
             self._change(request, Rollout.objects.get(pk=obj.pk), form)
         except RolloutInvalid as refused:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from agent_runtime.models import Rollout, RolloutState
 from agent_runtime.rollouts import CANARY, STABLE, RolloutInvalid, rollout_roll_back
 from lib.sequential import Sample, mean_interval, quantile_interval, wilson_interval
-from orchestration.models import Step, Task, TaskState, TaskTransition
+from orchestration.models import HandoffReason, Step, Task, TaskState, TaskTransition
 from orchestration.policy.rollouts import ArmOutcomes, RolloutLimits, RolloutVerdict, rollout_verdict
 from orchestration.services.actors import worker_actor
 
@@ -56,12 +56,18 @@ def _arm_tasks(rollout: Rollout, arm: str) -> Any:
     return Task.objects.filter(rollout=rollout, rollout_arm=arm).annotate(handed_off=Exists(handed_off))
 
 
-def _arm_figures(rollout: Rollout, arm: str) -> ArmFigures:
-    rows = list(_arm_tasks(rollout, arm).values_list("state", "handed_off", "cost", "input_tokens", "output_tokens"))
-    finished = successes = handoffs = 0
+def _arm_figures(rollout: Rollout, arm: str, *, with_steps: bool = True) -> ArmFigures:
+    rows = _arm_tasks(rollout, arm).values_list(
+        "state", "handed_off", "handoff_reason", "cost", "input_tokens", "output_tokens"
+    )
+    tasks = finished = successes = handoffs = 0
     costs: list[float] = []
     tokens: list[float] = []
-    for state, handed_off, cost, input_tokens, output_tokens in rows:
+    for state, entered_review, reason, cost, input_tokens, output_tokens in rows.iterator():
+        tasks += 1
+        # A call held for approval waits in the manual queue too, but that is the contract's rule working, not
+        # the agent giving up (only the latest handoff's reason is on the task: see the closing note).
+        handed_off = entered_review and reason != HandoffReason.APPROVAL_NEEDED
         if handed_off:
             finished, handoffs = finished + 1, handoffs + 1
         elif state == TaskState.COMPLETED:
@@ -70,18 +76,22 @@ def _arm_figures(rollout: Rollout, arm: str) -> ArmFigures:
             tokens.append(float(input_tokens + output_tokens))
         elif state == TaskState.TOOL_FAILED_FATAL:
             finished += 1
-    durations = sorted(
-        float(ms)
-        for ms in Step.objects.filter(task__rollout=rollout, task__rollout_arm=arm, duration_ms__isnull=False)
-        .values_list("duration_ms", flat=True)
-        .iterator()
+    durations = (
+        sorted(
+            float(ms)
+            for ms in Step.objects.filter(task__rollout=rollout, task__rollout_arm=arm, duration_ms__isnull=False)
+            .values_list("duration_ms", flat=True)
+            .iterator()
+        )
+        if with_steps
+        else []
     )
     cost_sample, token_sample = Sample.of(costs), Sample.of(tokens)
     version = rollout.canary if arm == CANARY else rollout.stable
     return ArmFigures(
         arm=arm,
         version=version.number,
-        tasks=len(rows),
+        tasks=tasks,
         outcomes=ArmOutcomes(finished=finished, successes=successes, handoffs=handoffs, cost_per_success=cost_sample),
         success_interval=wilson_interval(successes, finished),
         handoff_interval=wilson_interval(handoffs, finished),
@@ -93,9 +103,10 @@ def _arm_figures(rollout: Rollout, arm: str) -> ArmFigures:
     )
 
 
-def rollout_comparison(rollout: Rollout) -> tuple[ArmFigures, ArmFigures]:
-    """Stable and canary side by side, from the tasks this rollout assigned."""
-    return _arm_figures(rollout, STABLE), _arm_figures(rollout, CANARY)
+def rollout_comparison(rollout: Rollout, *, with_steps: bool = True) -> tuple[ArmFigures, ArmFigures]:
+    """Stable and canary side by side, from the tasks this rollout assigned (the step latencies only when asked:
+    the verdict does not use them)."""
+    return _arm_figures(rollout, STABLE, with_steps=with_steps), _arm_figures(rollout, CANARY, with_steps=with_steps)
 
 
 def _limits(rollout: Rollout) -> RolloutLimits:
@@ -110,7 +121,7 @@ def _limits(rollout: Rollout) -> RolloutLimits:
 
 def rollout_evaluate(rollout: Rollout) -> RolloutVerdict:
     """Judge one active canary now; roll it back if the verdict says so. The evaluation is recorded either way."""
-    stable, canary = rollout_comparison(rollout)
+    stable, canary = rollout_comparison(rollout, with_steps=False)
     verdict = rollout_verdict(stable=stable.outcomes, canary=canary.outcomes, limits=_limits(rollout))
     figures = verdict.as_dict(stable.outcomes, canary.outcomes)
     Rollout.objects.filter(pk=rollout.pk, state=RolloutState.ACTIVE).update(

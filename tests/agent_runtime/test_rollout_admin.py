@@ -7,10 +7,11 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
 from agent_runtime.models import AgentConfig, Rollout, RolloutEventKind, RolloutState
+from agent_runtime.services import AgentInvalid, agent_propose, agent_restore
 from orchestration.services.execution import task_run
 from tests.factories import LOOKUP, agent_form, submit_task
 
@@ -139,3 +140,39 @@ def test_operators_see_rollouts_but_cannot_change_them(engineer: Client) -> None
     response = operator.post(url, {"switch": "roll_back", "reason": "not mine", **_settings(rollout)})
     assert response.status_code == 403
     assert Rollout.objects.get(pk=rollout.pk).state == RolloutState.ACTIVE
+
+
+def test_a_rollout_added_from_the_rollouts_page_starts_with_its_reason(engineer: Client) -> None:
+    agent = AgentConfig.objects.get(name="default")
+    candidate = agent_propose(agent=agent, values={"max_turns": 7}, user=None, comment="candidate")
+    response = engineer.post(
+        "/admin/agent_runtime/rollout/add/",
+        {
+            "canary": candidate.pk,
+            "canary_percent": "15",
+            "alpha": "0.05",
+            "reason": "try seven turns",
+            **_settings(Rollout()),
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    rollout = Rollout.objects.get(state=RolloutState.ACTIVE)
+    assert (rollout.canary_id, rollout.stable_id, rollout.canary_percent) == (candidate.pk, agent.current_id, 15)
+    assert rollout.events.get().reason == "try seven turns"
+
+
+def test_restoring_an_old_version_while_a_canary_runs_is_refused(engineer: Client) -> None:
+    rollout = _start_canary(engineer)
+    with pytest.raises(AgentInvalid, match="canary of this agent is running"):
+        agent_restore(version=rollout.stable, user=None)
+    assert AgentConfig.objects.get(name="default").current_id == rollout.stable_id
+
+
+def test_starting_a_canary_from_the_agent_page_needs_the_rollout_permission() -> None:
+    editor = User.objects.create_user("editor", password="unused-password-1", is_staff=True)
+    editor.user_permissions.add(*Permission.objects.filter(codename__in=["change_agentconfig", "view_agentconfig"]))
+    client = Client()
+    client.force_login(editor)
+    client.post(_agent_url(), agent_form(max_turns=6, release="canary", canary_percent="10", comment="sneak"))
+    assert not Rollout.objects.exists()
+    assert AgentConfig.objects.get(name="default").versions.count() == 1, "a refused canary leaves no version"

@@ -20,6 +20,7 @@ from agent_runtime.rollouts import (
     arm_of,
     rollout_promote,
     rollout_roll_back,
+    rollout_settings_change,
     rollout_share_change,
     rollout_start,
     version_assign,
@@ -27,6 +28,9 @@ from agent_runtime.rollouts import (
 from agent_runtime.services import AgentInvalid, agent_propose, agent_update
 from orchestration.models import Task
 from tests.factories import LOOKUP, submit_task
+from tools.models import ToolContract
+from tools.selectors import contract_at, tool_specs
+from tools.services.contracts import contract_update
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +185,26 @@ def test_the_api_shows_the_assignment_and_forcing_a_version_needs_the_permission
     assert (forced.json()["agent_version"], forced.json()["rollout_arm"]) == (rollout.stable.number, FORCED)
     missing = _post(testing, {"agent_version": 999})
     assert missing.status_code == 400 and "agent_version" in missing.json()["error"]["fields"]
+
+
+def test_an_automatic_rollback_judged_on_settings_changed_since_is_refused() -> None:
+    judged = _rollout()
+    rollout_settings_change(rollout=judged, values={"auto_rollback": True}, user=None, reason="arm it")
+    with pytest.raises(RolloutInvalid, match="settings changed"):
+        rollout_roll_back(rollout=judged, actor="evaluator:test", reason="worse", automatic=True)
+    assert Rollout.objects.get(pk=judged.pk).state == RolloutState.ACTIVE
+
+
+def test_a_pinned_contract_version_keeps_its_schemas_but_obeys_the_current_switch_approval_and_redaction() -> None:
+    contract = ToolContract.objects.get(name="lookup_order")
+    assert contract.current is not None
+    pinned = {"lookup_order": contract.current.number}
+    contract_update(
+        contract=contract,
+        values={"enabled": False, "approval_mode": "always", "sensitive_fields": ["order_number"]},
+        user=None,
+    )
+    seen = contract_at("lookup_order", pinned)
+    assert seen is not None and seen.version_id != ToolContract.objects.get(name="lookup_order").current_id
+    assert (seen.enabled, seen.approval_mode, seen.sensitive_fields) == (False, "always", ("order_number",))
+    assert "lookup_order" not in {spec.name for spec in tool_specs(pinned)}
