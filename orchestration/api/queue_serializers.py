@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from orchestration.api.serializers import JSONObjectField, StrictCharField
+from orchestration.api.fields import JSONObjectField, StrictCharField
 from orchestration.models import HandoffReason
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
-from agent_runtime.models import AgentConfig
-from lib.strict_json import contains_nul
+from orchestration.api.fields import StrictCharField
 from orchestration.models import (
     Approval,
     ApprovalDecision,
@@ -23,89 +20,6 @@ from orchestration.models import (
     TaskTransition,
 )
 from orchestration.spend import budget_figures
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of quietly turning them into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
-
-
-class JSONObjectField(serializers.JSONField):
-    default_error_messages = {
-        "not_object": "Must be a JSON object.",
-        "null_character": "Null characters (\\u0000) are not allowed.",
-    }
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        value = super().to_internal_value(data)
-        if not isinstance(value, dict):
-            self.fail("not_object")
-        if contains_nul(value):  # PostgreSQL's jsonb cannot store them
-            self.fail("null_character")
-        return value
-
-
-class UnknownFieldsRefused:
-    """A body with a field the API does not know is refused, not silently half-read."""
-
-    fields: Any
-
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return super().to_internal_value(data)  # type: ignore[misc]
-
-
-class BudgetRequestSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str, Any]]):
-    tokens = serializers.IntegerField(
-        min_value=1, max_value=10**12, required=False, help_text="Tokens (input and output) the task may spend"
-    )
-    cost_usd = serializers.DecimalField(
-        max_digits=12,
-        decimal_places=4,
-        min_value=Decimal("0.0001"),
-        required=False,
-        coerce_to_string=False,
-        help_text="USD the task may spend on the model",
-    )
-
-
-class TaskCreateSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str, Any]]):
-    goal = StrictCharField(max_length=10_000)
-    input = JSONObjectField()
-    session_id = StrictCharField(max_length=255, required=False, default="", allow_blank=True)
-    agent = StrictCharField(max_length=100, required=False, default=DEFAULT_AGENT)
-    metadata = JSONObjectField(required=False, default=dict)
-    budget = BudgetRequestSerializer(
-        required=False, help_text="Overrides the agent's budget for this task (each part optional)"
-    )
-    routing_key = StrictCharField(
-        max_length=255,
-        required=False,
-        default="",
-        allow_blank=True,
-        help_text="What a canary rollout hashes to choose the version, when there is no session_id (e.g. a "
-        "customer id): tasks with one key stay on one version. Empty: the task's own id",
-    )
-    agent_version = serializers.IntegerField(
-        min_value=1,
-        max_value=2**31 - 1,
-        required=False,
-        help_text="Run on this version of the agent, whatever the rollout says (testing; needs the "
-        "force-version permission)",
-    )
-
-    def validate_agent(self, value: str) -> str:
-        if current_agent_version_id(value) is None:
-            known = AgentConfig.objects.filter(current__isnull=False).values_list("name", flat=True)
-            raise serializers.ValidationError(f"unknown agent; known agents: {', '.join(known)}")
-        return value
 
 
 class UsageSerializer(serializers.Serializer[Any]):

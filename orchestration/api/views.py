@@ -17,11 +17,11 @@ from agent_runtime.catalog import Budget
 from orchestration.api.errors import error_body
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
-    TaskCreateSerializer,
     TaskListQuerySerializer,
     TaskSerializer,
     TaskSummarySerializer,
 )
+from orchestration.api.submission_serializers import TaskCreateSerializer
 from orchestration.models import ApprovalDecision, Task, TaskState
 from orchestration.selectors import task_detail_of_created, task_detail_queryset, tasks_visible_to
 from orchestration.services.actors import user_actor
