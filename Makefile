@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 WORKER_METRICS_PORT ?= 9808
 
-.PHONY: install browser monitoring-tools run test soak bench bench-env bench-console bench-memory lint format admin-password clean
+.PHONY: install browser monitoring-tools run test fuzz soak bench bench-env bench-console bench-memory lint format admin-password clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.12, say)")'
@@ -51,6 +51,12 @@ run: install
 
 test: install bench-env lint browser monitoring-tools
 	$(BIN)/pytest
+
+# Schemathesis against the OpenAPI schema, FUZZ_EXAMPLES examples per operation and phase (make test runs 10);
+# prints its counts at the end.
+FUZZ_EXAMPLES ?= 300
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -p no:cacheprovider -q tests/api/test_fuzz.py
 
 # The fault-injection suite, SCALE times larger (more tasks, more kills); prints its figures at the end.
 SCALE ?= 5

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+import limits
 from cryptography.fernet import Fernet
 
 from config.env import (
@@ -27,6 +28,7 @@ from config.env import (
     env_url,
 )
 from faults.plan import FaultPlanInvalid, parse_plan
+from lib.metrics_access import networks_invalid
 
 
 def _redaction_patterns(raw: str) -> dict[str, str]:
@@ -73,9 +75,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_prometheus",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
+    "access",
     "orchestration",
     "agent_runtime",
     "tools",
@@ -94,6 +97,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last of the auth-related ones, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -187,21 +193,74 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Admin sessions end after this long, and when the browser closes.
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_SECONDS", 8 * 3600, minimum=300)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+# Content security policy (django-csp) on every page: scripts only from this site (the console's script is a
+# static file), no plugins, no framing, forms post only here. Inline styles are allowed: Django's admin templates
+# set style attributes, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+# Metrics (lib/metrics_access.py): /metrics and the workers' metrics ports answer a scrape that brings
+# `Authorization: Bearer <METRICS_SCRAPE_TOKEN>`, or comes from one of METRICS_ALLOWED_NETWORKS (comma-separated
+# CIDRs). In production neither is set by default, so nobody may scrape until one is; make run (DEBUG) opens
+# loopback.
+METRICS_SCRAPE_TOKEN = env_str("METRICS_SCRAPE_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else [])
+if _problem := networks_invalid(METRICS_ALLOWED_NETWORKS):
+    raise ConfigError(f"METRICS_ALLOWED_NETWORKS must be comma-separated networks like 10.0.0.0/8: {_problem}")
+# Admin logins (django-axes): after this many failures for one username from one address, that pair is locked out
+# for the cool-off; a successful login resets the count. Attempts are kept in the database and shown in the admin.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("ADMIN_LOGIN_COOLOFF_HOURS", 0.25, minimum=0.01)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 
 # --- REST API ---------------------------------------------------------------------------------------
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# JSON bodies nested deeper than this are refused with a 400 (no real submission comes close).
+API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 32, minimum=2, maximum=500)
+# Requests per token (access/throttling.py), unless the token sets its own rate; counted in Redis (in the embedded
+# mode's one web process, in memory).
+API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "600/minute")
+try:
+    limits.parse(API_THROTTLE_RATE)
+except ValueError:
+    raise ConfigError(f"API_THROTTLE_RATE must look like 600/minute or 10/second, got {API_THROTTLE_RATE!r}") from None
+# A rotated token's old key keeps working this long, so its client can switch without an outage.
+API_TOKEN_ROTATION_OVERLAP_SECONDS = env_int("API_TOKEN_ROTATION_OVERLAP_SECONDS", 86400, minimum=0)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "access.authentication.ScopedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "access.permissions.HasRequiredScope",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["access.throttling.TokenRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["orchestration.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "access.openapi.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "orchestration.api.errors.structured_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -220,6 +279,7 @@ SPECTACULAR_SETTINGS = {
         "StepStateEnum": "orchestration.models.StepState",
         "RecoveryEventEnum": "orchestration.models.RecoveryEvent",
         "RecoveryActionEnum": "tools.errors.RecoveryAction",
+        "WebhookEventEnum": "orchestration.models.WebhookEvent",
     },
 }
 
@@ -228,6 +288,7 @@ REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     env_url("REDIS_URL", None, schemes={"redis", "rediss"})
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+API_THROTTLE_STORAGE_URI = REDIS_URL or "memory://"
 _BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
     # The embedded broker: messages are files, shared by every process on this machine.
@@ -399,3 +460,29 @@ try:
     TRACING_EXPORTERS = exporters_wanted()
 except TracingMisconfigured as exc:
     raise ConfigError(str(exc)) from None
+
+# --- Webhooks (orchestration/services/webhooks.py) ----------------------------------------------------------
+# A task's terminal state, or its entry into MANUAL_REVIEW, is written to an outbox in the same transaction and
+# POSTed to its owner's endpoints per Standard Webhooks. A failed delivery is tried again after each of these
+# delays in turn (seconds); when they run out the delivery has failed, and its endpoint is disabled with the reason.
+try:
+    WEBHOOK_RETRY_SCHEDULE_SECONDS = [
+        int(delay)
+        for delay in env_list("WEBHOOK_RETRY_SCHEDULE_SECONDS", ["5", "300", "1800", "7200", "18000", "36000"])
+    ]
+except ValueError:
+    raise ConfigError("WEBHOOK_RETRY_SCHEDULE_SECONDS must be a comma-separated list of whole seconds") from None
+if not WEBHOOK_RETRY_SCHEDULE_SECONDS or min(WEBHOOK_RETRY_SCHEDULE_SECONDS) < 1:
+    raise ConfigError("WEBHOOK_RETRY_SCHEDULE_SECONDS needs at least one delay, each of 1 second or more")
+WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0, minimum=0.5)
+# After a secret is rotated the old one keeps signing (a second signature) this long, so receivers can switch.
+WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
+# Endpoints may point at loopback and private addresses only when this is on (make run's demo receiver); in
+# production they are refused, so a client cannot make the platform call into its own network.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", DEBUG)
+WEBHOOK_DELIVER_INTERVAL_SECONDS = env_float("WEBHOOK_DELIVER_INTERVAL_SECONDS", 5.0, minimum=0.5)
+CELERY_BEAT_SCHEDULE["deliver-webhooks"] = {
+    "task": "orchestration.tasks.deliver_due_webhooks",
+    "schedule": WEBHOOK_DELIVER_INTERVAL_SECONDS,
+    "options": {"expires": WEBHOOK_DELIVER_INTERVAL_SECONDS * 2},
+}

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import billiard.process
 from prometheus_client import REGISTRY, CollectorRegistry, disable_created_metrics, multiprocess, values
+from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -122,9 +126,8 @@ def exposition_registry(*extra: Collector) -> CollectorRegistry:
 
 
 def worker_metrics_serve(**_: Any) -> None:
-    """Serve the worker node's metrics on CELERY_METRICS_PORT (off when unset), from the worker's parent."""
-    from prometheus_client import start_http_server
-
+    """Serve the worker node's metrics on CELERY_METRICS_PORT (off when unset), from the worker's parent, to the
+    scrapes lib/metrics_access.py allows (the scrape token, or an allowed network); others get a 403."""
     port = os.environ.get(WORKER_PORT_ENV, "").strip()
     if not port:
         return
@@ -136,4 +139,27 @@ def worker_metrics_serve(**_: Any) -> None:
             "children, and only multiprocess mode brings them to the parent that serves them"
         )
     address = os.environ.get(WORKER_ADDRESS_ENV, "0.0.0.0")
-    start_http_server(int(port), addr=address, registry=exposition_registry())
+    # IPv4 or IPv6, whichever the address is (as prometheus_client's own server chooses).
+    family = socket.getaddrinfo(address, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (ThreadingWSGIServer,), {"address_family": family})
+    app = _guarded(make_wsgi_app(exposition_registry()))
+    server: ThreadingWSGIServer = make_server(address, int(port), app, server_class, _QuietHandler)
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # one line per scrape would flood the worker's log
+        pass
+
+
+def _guarded(app: Any) -> Any:
+    from lib.metrics_access import scrape_allowed
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        remote_addr, authorization = environ.get("REMOTE_ADDR", ""), environ.get("HTTP_AUTHORIZATION", "")
+        if scrape_allowed(remote_addr=remote_addr, authorization=authorization):
+            return app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"metrics need the scrape token or an address in METRICS_ALLOWED_NETWORKS\n"]
+
+    return guarded

@@ -20,6 +20,7 @@ from agent_runtime.models import AgentConfig
 from orchestration import (
     admin_approvals,  # noqa: F401  (registers the held calls' admin)
     admin_rollouts,  # noqa: F401  (registers the canary rollouts' admin)
+    admin_webhooks,  # noqa: F401  (registers the webhook admin)
 )
 from orchestration.admin_paginators import EstimatedCountPaginator
 from orchestration.console import console_context, console_task_or_404, step_snapshot, waited_text

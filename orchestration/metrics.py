@@ -72,6 +72,10 @@ SWEEPER_RUNS = Counter("agent_sweeper_runs", "Sweeps of due tasks whose message 
 SWEEPER_LAST_RUN = Gauge(
     "agent_sweeper_last_run_timestamp_seconds", "When this process last swept (Unix time)", multiprocess_mode="max"
 )
+WEBHOOK_ATTEMPTS = Counter("agent_webhook_attempts", "Webhook delivery attempts that ended, by outcome", ("outcome",))
+WEBHOOK_OUTCOMES = ("delivered", "retrying", "gave_up")
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_ATTEMPTS.labels(_outcome)  # every series from 0, so rate() sees the first failure
 
 FINISH_OUTCOMES = {
     TaskState.COMPLETED: "completed",
@@ -219,6 +223,10 @@ def model_usage_count(*, task_id: Any, model: str, input_tokens: int, output_tok
         COST.labels(*labels.values(), model).inc(float(cost))
 
     _after_commit(record)
+
+
+def webhook_attempt_count(outcome: str) -> None:
+    _after_commit(lambda: WEBHOOK_ATTEMPTS.labels(outcome).inc())
 
 
 def sweep_count() -> None:

@@ -9,6 +9,7 @@ from orchestration.services.execution import task_run
 from orchestration.services.retention import tasks_prune_scheduled
 from orchestration.services.rollouts import rollouts_evaluate
 from orchestration.services.sweeper import tasks_sweep
+from orchestration.services.webhook_delivery import webhook_deliver, webhooks_deliver_due
 
 
 @shared_task(name="orchestration.tasks.run_task")
@@ -32,3 +33,15 @@ def prune_finished_tasks() -> int:
 def evaluate_rollouts() -> int:
     """Beat's judgement of every canary with automatic rollback on; how many it rolled back."""
     return rollouts_evaluate()
+
+
+@shared_task(name="orchestration.tasks.deliver_webhook")
+def deliver_webhook(delivery_id: int) -> bool:
+    """Sent on commit with a new or redelivered delivery, for latency; the beat sweep below is what guarantees it."""
+    return webhook_deliver(delivery_id=delivery_id)
+
+
+@shared_task(name="orchestration.tasks.deliver_due_webhooks")
+def deliver_due_webhooks() -> int:
+    """Beat's sweep of due webhook deliveries (every WEBHOOK_DELIVER_INTERVAL_SECONDS); how many were attempted."""
+    return webhooks_deliver_due()

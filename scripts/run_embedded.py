@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a file (make run): its sibling modules import as scripts.*
+
+from scripts.demo_security import security_checks  # noqa: E402
+from scripts.webhook_receiver import start_receiver  # noqa: E402
+
 PYTHON = sys.executable
 PORT = os.environ.get("PORT", "8000")
 BASE_URL = f"http://127.0.0.1:{PORT}"
 # The worker's prefork children count in files here; its parent serves them on this port.
 WORKER_METRICS_PORT = os.environ.get("WORKER_METRICS_PORT", "9808")
+# The demo client's webhook endpoint: a receiver in this process that verifies every delivery and prints it.
+WEBHOOK_RECEIVER_PORT = int(os.environ.get("WEBHOOK_RECEIVER_PORT", "8787"))
 WORKER_METRICS_DIR = ROOT / "var" / "metrics" / "worker"
 
 
@@ -74,14 +81,15 @@ def _submit(token: str, key: str, body: dict[str, Any]) -> str:
         f"{BASE_URL}/api/v1/tasks/",
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json", "Idempotency-Key": key},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": key},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return str(json.load(response)["id"])
 
 
 def _task_state(token: str, task_id: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"{BASE_URL}/api/v1/tasks/{task_id}/", headers={"Authorization": f"Token {token}"})
+    headers = {"Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"{BASE_URL}/api/v1/tasks/{task_id}/", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
 
@@ -150,7 +158,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     _wait_for_web(processes[0])
-    demo = json.loads(_manage(env, "demo_setup").strip().splitlines()[-1])
+    demo = json.loads(_manage(env, "demo_setup", f"--webhook-port={WEBHOOK_RECEIVER_PORT}").strip().splitlines()[-1])
+    try:
+        start_receiver(WEBHOOK_RECEIVER_PORT, demo["webhook_secret"])
+    except OSError as exc:
+        print(f"No webhook receiver: port {WEBHOOK_RECEIVER_PORT} is taken ({exc.strerror}); set WEBHOOK_RECEIVER_PORT")
     task_ids = [_submit(demo["token"], item["key"], item["body"]) for item in demo["submissions"]]
 
     password = demo["admin_password"] or "(set on first run; reset with: make admin-password)"
@@ -166,16 +178,18 @@ The platform is running (embedded mode: SQLite, filesystem broker, offline model
              contracts and agents as an engineer:   user: engineer   password: {engineer}
   Canary     {_canary_line(demo["canary"])}
   API docs   {BASE_URL}/api/docs/
-  API token  {demo["token"]}
+  API token  {demo["token"]}   (scopes: submit, read, cancel, webhooks; 600 requests/minute)
+  Webhooks   the demo client's outcomes go to a receiver at http://127.0.0.1:{WEBHOOK_RECEIVER_PORT}/webhooks, which
+             verifies each signature and prints "webhook: verified msg_... task ... STATE" below
   Metrics    {BASE_URL}/metrics (web, and the database gauges)   http://127.0.0.1:{WORKER_METRICS_PORT}/metrics (worker)
   Logs       var/log/web.log, var/log/worker.log, var/log/beat.log
 
 Submit a task:
   curl -s -X POST {BASE_URL}/api/v1/tasks/ \\
-    -H 'Authorization: Token {demo["token"]}' -H 'Content-Type: application/json' \\
+    -H 'Authorization: Bearer {demo["token"]}' -H 'Content-Type: application/json' \\
     -H 'Idempotency-Key: my-first-task' \\
     -d '{{"goal": "Look up order A-1002", "input": {{"order_number": "A-1002"}}}}'
-Then follow it:  curl -s -H 'Authorization: Token {demo["token"]}' {BASE_URL}/api/v1/tasks/<id>/
+Then follow it:  curl -s -H 'Authorization: Bearer {demo["token"]}' {BASE_URL}/api/v1/tasks/<id>/
 
 Demo tasks:"""
     )
@@ -185,6 +199,9 @@ Demo tasks:"""
     _follow_demo(demo["token"], follow_ups, processes)
     for task_id in follow_ups:
         print(f"  its memory, turn by turn: {BASE_URL}/admin/orchestration/task/{task_id}/change/#memory")
+    print("\nThe API's guards, tried just now:")
+    for line in security_checks(BASE_URL, client_key=demo["token"], read_only_key=demo["read_only_token"]):
+        print(f"  {line}")
     print("\nPress Ctrl-C to stop.")
     while all(p.poll() is None for p in processes):
         time.sleep(1)

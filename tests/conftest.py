@@ -7,12 +7,12 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.factories import api_key
 from tests.services import unavailable_service
 
-pytest_plugins = ["tests.workers", "tests.redis_server"]
+pytest_plugins = ["tests.workers", "tests.redis_server", "tests.security_canaries"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -23,9 +23,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def _closed_circuits() -> None:
-    """Circuit state lives in Redis and outlives a test's database: start every test with closed circuits."""
+    """Circuit state and rate-limit windows live in Redis and outlive a test's database: start every test with
+    closed circuits and empty windows."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    keys = list(client.scan_iter("circuit:*"))
+    keys = [*client.scan_iter("circuit:*"), *client.scan_iter("LIMITS:*")]
     if keys:
         client.delete(*keys)
 
@@ -38,8 +39,7 @@ def client_user(db: None) -> User:
 @pytest.fixture
 def api(client_user: User) -> APIClient:
     client = APIClient()
-    token = Token.objects.create(user=client_user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key(client_user)}")
     return client
 
 
@@ -76,3 +76,4 @@ def queue_groups(db: None) -> None:
 
     importlib.import_module("orchestration.migrations.0008_operator_groups").create_groups(apps, None)
     importlib.import_module("orchestration.migrations.0014_rollout_permissions").grant(apps, None)
+    importlib.import_module("orchestration.migrations.0016_webhook_and_token_permissions").grant(apps, None)

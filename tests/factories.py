@@ -62,3 +62,19 @@ def agent_form(**changes: object) -> dict[str, object]:
         "memory_inject_tokens": current.memory_inject_tokens,
     }
     return {**data, **changes}
+
+
+def api_key(user: User, scopes: list[str] | None = None, rate_per_minute: int | None = 10**6) -> str:
+    """A new API token's key for `user`: the client scopes unless told otherwise, and a rate no test reaches
+    unless it is testing the rate limit (pass rate_per_minute=None for the platform's default)."""
+    from access.models import ApiToken
+    from access.services import token_issue
+
+    scopes = scopes or ApiToken.default_scopes()
+    return token_issue(user=user, name="test", scopes=scopes, rate_per_minute=rate_per_minute).key
+
+
+def every_scope() -> list[str]:
+    from access.scopes import Scope
+
+    return list(Scope.values)

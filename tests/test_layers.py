@@ -1,4 +1,5 @@
-"""Imports point down the layers: orchestration, then agent_runtime, then tools, with lib/ beneath all three."""
+"""Imports point down the layers: orchestration, then agent_runtime, then tools, with lib/ beneath all three (and
+access/, the API's tokens, beneath orchestration)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Each package, and the packages of this project it must never import.
 FORBIDDEN = {
-    "lib": {"orchestration", "agent_runtime", "tools", "shop", "memory", "faults"},
+    "lib": {"orchestration", "agent_runtime", "tools", "shop", "memory", "faults", "access"},
+    # Who may call the API: beneath orchestration, which declares the scope of every endpoint.
+    "access": {"orchestration", "agent_runtime", "tools", "memory", "shop"},
     "tools": {"orchestration", "agent_runtime", "memory"},
     "agent_runtime": {"orchestration"},
     "memory": {"orchestration", "agent_runtime", "tools"},

@@ -47,7 +47,7 @@ def structured_exception_handler(exc: Exception, context: dict[str, Any]) -> Res
     if isinstance(exc, DjangoPermissionDenied):
         return Response(error_body("permission_denied", str(exc) or "permission denied"), status=403)
     if isinstance(exc, RequestDataTooBig):
-        return Response(error_body("too_large", "request body is too large"), status=400)
+        return Response(error_body("too_large", "request body is too large"), status=413)
     response = exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled API error", exc_info=exc)

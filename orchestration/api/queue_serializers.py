@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from orchestration.api.fields import JSONObjectField, StrictCharField
+from orchestration.api.fields import JSONObjectField, StrictBooleanField, StrictCharField, StrictIntegerField
 from orchestration.models import HandoffReason
 
 
@@ -44,10 +44,8 @@ class QueueAssignSerializer(QueueNoteSerializer):
 class QueueBulkRetrySerializer(QueueNoteSerializer):
     reason = serializers.ChoiceField(choices=HandoffReason.choices, help_text="Retry the tasks handed off for this")
     since = serializers.DateTimeField(help_text="... at or after this time")
-    confirm = serializers.BooleanField(
-        default=False, help_text="false (the default): only count the tasks; true: retry them"
-    )
-    expected_count = serializers.IntegerField(
+    confirm = StrictBooleanField(default=False, help_text="false (the default): only count the tasks; true: retry them")
+    expected_count = StrictIntegerField(
         required=False,
         allow_null=True,
         default=None,

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.scopes import Scope
 from orchestration.api.errors import error_body
 from orchestration.api.queue_serializers import (
     QueueAssignSerializer,
@@ -46,6 +47,7 @@ class _QueueActionView(APIView):
     the permission, 409 when the task moved meanwhile, is held by someone else, or the action does not fit."""
 
     body: type[serializers.Serializer[Any]] = QueueNoteSerializer
+    required_scopes = {"POST": Scope.QUEUE_WORK}
 
     def act(self, task_id: object, user: Any, data: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -151,6 +153,8 @@ class TaskCloseView(_QueueActionView):
 class QueueBulkRetryView(APIView):
     """After an incident: count the tasks handed off for one reason since a time, then (confirm) retry them all,
     each on its own, audited like a single retry. Needs the queue permission."""
+
+    required_scopes = {"POST": Scope.QUEUE_WORK}
 
     @extend_schema(
         request=QueueBulkRetrySerializer,

@@ -5,24 +5,44 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agent_runtime.catalog import DEFAULT_AGENT, current_agent_version_id
 from agent_runtime.models import AgentConfig
-from orchestration.api.fields import JSONObjectField, StrictCharField, UnknownFieldsRefused
+from orchestration.api.fields import (
+    DecimalNumberField,
+    JSONObjectField,
+    StrictCharField,
+    StrictIntegerField,
+    UnknownFieldsRefused,
+)
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "minimum": 0.0001, "maximum": 10**8, "exclusiveMaximum": True},
+            {"type": "string", "pattern": r"^\d{1,8}(\.\d{1,4})?$"},
+        ]
+    }
+)
+class UsdAmountField(DecimalNumberField):
+    """USD up to 99,999,999.9999: a number (cut to 4 decimal places) or a string of digits for the exact amount."""
 
 
 class BudgetRequestSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str, Any]]):
-    tokens = serializers.IntegerField(
+    tokens = StrictIntegerField(
         min_value=1, max_value=10**12, required=False, help_text="Tokens (input and output) the task may spend"
     )
-    cost_usd = serializers.DecimalField(
+    cost_usd = UsdAmountField(
         max_digits=12,
         decimal_places=4,
         min_value=Decimal("0.0001"),
         required=False,
         coerce_to_string=False,
-        help_text="USD the task may spend on the model",
+        help_text="USD the task may spend on the model: a number (cut to 4 decimal places) or a string of digits "
+        '("0.25"); at least 0.0001',
     )
 
 
@@ -43,7 +63,7 @@ class TaskCreateSerializer(UnknownFieldsRefused, serializers.Serializer[dict[str
         help_text="What a canary rollout hashes to choose the version, when there is no session_id (e.g. a "
         "customer id): tasks with one key stay on one version. Empty: the task's own id",
     )
-    agent_version = serializers.IntegerField(
+    agent_version = StrictIntegerField(
         min_value=1,
         max_value=2**31 - 1,
         required=False,

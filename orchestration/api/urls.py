@@ -1,8 +1,9 @@
-from django.urls import path
+from django.urls import include, path
 
 from orchestration.api import queue_views, views
 
 urlpatterns = [
+    path("", include("orchestration.api.webhook_urls")),
     path("queue/bulk-retry/", queue_views.QueueBulkRetryView.as_view(), name="queue-bulk-retry"),
     path("tasks/", views.TaskListCreateView.as_view(), name="task-list"),
     path("tasks/<uuid:pk>/", views.TaskDetailView.as_view(), name="task-detail"),

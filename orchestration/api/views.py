@@ -6,15 +6,18 @@ import re
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import generics, serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.openapi import ERROR_SCHEMA
+from access.scopes import Scope
 from agent_runtime.catalog import Budget
 from orchestration.api.errors import error_body
+from orchestration.api.pagination import StrictPageNumberPagination
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
     TaskListQuerySerializer,
@@ -39,21 +42,8 @@ from orchestration.services.submission import (
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 FORCE_VERSION_PERMISSION = "agent_runtime.force_agent_version"
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
-
-ERROR_SCHEMA = inline_serializer(
-    "Error",
-    fields={
-        "error": inline_serializer(
-            "ErrorDetail",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "fields": serializers.DictField(required=False),
-            },
-        )
-    },
-)
+KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"  # printable ASCII, no spaces
+_KEY_PATTERN = re.compile(KEY_PATTERN)
 
 
 def _idempotency_key(request: Request) -> str:
@@ -73,9 +63,12 @@ def task_response(request: Request, pk: str) -> Response:
 
 class TaskListCreateView(generics.ListAPIView[Task]):
     serializer_class = TaskSummarySerializer
+    pagination_class = StrictPageNumberPagination
+    required_scopes = {"GET": Scope.TASKS_READ, "POST": Scope.TASKS_SUBMIT}
 
     def get_queryset(self) -> Any:
-        query = TaskListQuerySerializer(data=self.request.query_params)
+        # A plain dict: DRF reads an empty value in a QueryDict as an omitted one, and `?state=` would list them all.
+        query = TaskListQuerySerializer(data=self.request.query_params.dict())
         query.is_valid(raise_exception=True)
         tasks = tasks_visible_to(self.request.user)  # type: ignore[arg-type]
         state = query.validated_data.get("state")
@@ -95,6 +88,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
                 IDEMPOTENCY_HEADER,
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
+                pattern=KEY_PATTERN,
                 description="Same key and body: the same task (200). Same key, other body: 422. "
                 "Omitted: the server makes one and returns it.",
             ),
@@ -148,6 +142,7 @@ class TaskListCreateView(generics.ListAPIView[Task]):
 
 class TaskDetailView(generics.RetrieveAPIView[Task]):
     serializer_class = TaskSerializer
+    required_scopes = {"GET": Scope.TASKS_READ}
 
     def get_queryset(self) -> Any:
         return task_detail_queryset(self.request.user)  # type: ignore[arg-type]
@@ -158,6 +153,8 @@ class TaskDetailView(generics.RetrieveAPIView[Task]):
 
 
 class TaskCancelView(APIView):
+    required_scopes = {"POST": Scope.TASKS_CANCEL}
+
     @extend_schema(request=None, responses={200: TaskSerializer, 404: ERROR_SCHEMA, 409: ERROR_SCHEMA})
     def post(self, request: Request, pk: str) -> Response:
         task = generics.get_object_or_404(tasks_visible_to(request.user), pk=pk)  # type: ignore[arg-type]
@@ -172,6 +169,8 @@ class TaskCancelView(APIView):
 
 class TaskApprovalView(APIView):
     """Approve or reject the task's held tool call. Needs the decide-approval permission; decided once."""
+
+    required_scopes = {"POST": Scope.APPROVALS_DECIDE}
 
     @extend_schema(
         request=ApprovalDecisionSerializer,

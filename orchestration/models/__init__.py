@@ -1,4 +1,5 @@
-"""Tasks, their steps and their transition log, and what is recorded beside them (`tasks`, `steps`, `records`)."""
+"""Tasks, their steps and their transition log, what is recorded beside them (`tasks`, `steps`, `records`), and
+outcome webhooks (`webhooks`)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ from orchestration.models.tasks import (
     TaskTransition,
     Transition,
 )
+from orchestration.models.webhooks import (
+    WebhookAttempt,
+    WebhookAttemptOutcome,
+    WebhookAuditAction,
+    WebhookAuditEntry,
+    WebhookDelivery,
+    WebhookDeliveryState,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 
 __all__ = [
     "OPEN_STATES",
@@ -48,4 +59,12 @@ __all__ = [
     "TaskState",
     "TaskTransition",
     "Transition",
+    "WebhookAttempt",
+    "WebhookAttemptOutcome",
+    "WebhookAuditAction",
+    "WebhookAuditEntry",
+    "WebhookDelivery",
+    "WebhookDeliveryState",
+    "WebhookEndpoint",
+    "WebhookEvent",
 ]

@@ -13,6 +13,7 @@ from orchestration.models import TERMINAL_STATES, Task, TaskState, TaskTransitio
 from orchestration.selectors import task_redaction_scope
 from orchestration.services.leases import task_lease_release
 from orchestration.services.memory import task_memory_settle
+from orchestration.services.webhooks import webhook_outbox_write
 
 # The graph lives on Task; this is its index by name, so a transition is named by a value mypy checks.
 _MOVES: dict[Transition, Callable[[Task], None]] = {
@@ -49,6 +50,7 @@ def task_transition(*, task: Task, transition: Transition, actor: str, reason: s
     if task.state in TERMINAL_STATES:
         task.finished_at = timezone.now()
     task.save()
+    webhook_outbox_write(task=task)  # an outcome's deliveries commit with it, or not at all
     metrics.transition_count(task, from_state=from_state)
     return _logged(task=task, transition=transition, from_state=from_state, actor=actor, reason=reason)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from agent_runtime.models import AgentConfig, AgentVersion, Rollout, RolloutEventKind, RolloutState
@@ -27,7 +26,7 @@ from agent_runtime.rollouts import (
 )
 from agent_runtime.services import AgentInvalid, agent_propose, agent_update
 from orchestration.models import Task
-from tests.factories import LOOKUP, submit_task
+from tests.factories import LOOKUP, api_key, submit_task
 from tools.models import ToolContract
 from tools.selectors import contract_at, tool_specs
 from tools.services.contracts import contract_update
@@ -159,7 +158,7 @@ def test_every_change_needs_a_reason_one_canary_at_a_time_and_stable_does_not_mo
 
 def _client_with(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}")
     return client
 
 

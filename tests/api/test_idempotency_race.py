@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 
 from orchestration.models import Task
+from tests.factories import api_key
 
 BODY = {"goal": "Look up order A-1001", "input": {"order_number": "A-1001"}}
 
@@ -33,7 +33,7 @@ def _submit(url: str, token: str, key: str, body: dict[str, Any]) -> tuple[int, 
 
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_submissions_create_one_task(live_server: Any) -> None:
-    token = Token.objects.create(user=User.objects.create(username="racer")).key
+    token = api_key(User.objects.create(username="racer"))
     barrier = threading.Barrier(20)
     results: list[tuple[int, dict[str, Any]]] = []
 

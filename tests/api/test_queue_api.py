@@ -7,13 +7,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from orchestration.models import Task, TaskState
 from orchestration.services.execution import task_run
 from shop.models import Order
-from tests.factories import submit_task
+from tests.factories import api_key, every_scope, submit_task
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("queue_groups", "demo_orders")]
 
@@ -22,7 +21,7 @@ REFUND = {"order_number": "A-1002", "amount_cents": 2000, "currency": "USD", "re
 
 def _client_for(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user, every_scope())}")
     return client
 
 

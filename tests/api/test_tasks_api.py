@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from orchestration.models import Task, TaskState
-from tests.factories import submit_task
+from tests.factories import api_key, submit_task
 
 URL = "/api/v1/tasks/"
 BODY = {"goal": "Look up order A-1001", "input": {"order_number": "A-1001"}}
@@ -88,9 +87,7 @@ class TestSubmit:
     def test_keys_are_scoped_to_the_client(self, api: APIClient) -> None:
         api.post(URL, BODY, format="json", HTTP_IDEMPOTENCY_KEY="shared")
         other = APIClient()
-        other.credentials(
-            HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create(username='b')).key}"
-        )
+        other.credentials(HTTP_AUTHORIZATION=f"Token {api_key(User.objects.create(username='b'))}")
         response = other.post(URL, BODY, format="json", HTTP_IDEMPOTENCY_KEY="shared")
         assert response.status_code == 201
         assert Task.objects.count() == 2
@@ -138,8 +135,24 @@ class TestSubmit:
     def test_oversize_body(self, api: APIClient, settings: Any) -> None:
         settings.API_MAX_BODY_BYTES = 2048
         body = {"goal": "x", "input": {"blob": "a" * 4096}}
-        assert "larger than 2048 bytes" in _error(api.post(URL, body, format="json"), 400)["message"]
+        assert "larger than 2048 bytes" in _error(api.post(URL, body, format="json"), 413)["message"]
         assert Task.objects.count() == 0
+
+    @pytest.mark.parametrize("depth", [33, 5000, 100_000])
+    def test_json_nested_past_the_limit_is_a_400(self, api: APIClient, depth: int) -> None:
+        """Past API_MAX_JSON_DEPTH (32) a body is refused before anything reads it; 100,000 levels would exhaust
+        Python's recursion while parsing, and that too is a 400, not a crash."""
+        nested = "[" * (depth - 1) + "]" * (depth - 1)
+        raw = '{"goal": "x", "input": {"deep": ' + nested + "}}"
+        response = api.post(URL, raw, content_type="application/json")
+        assert "nested deeper than 32 levels" in _error(response, 400, "parse_error")["message"]
+        assert Task.objects.count() == 0
+
+    def test_json_within_the_depth_limit_is_accepted(self, api: APIClient) -> None:
+        nested: Any = "leaf"
+        for _ in range(29):  # the body, input and deep make 3 more levels: 32 in all
+            nested = [nested]
+        assert api.post(URL, {"goal": "x", "input": {"deep": nested}}, format="json").status_code == 201
 
     @pytest.mark.parametrize(
         ("body", "fields"),

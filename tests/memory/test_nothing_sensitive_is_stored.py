@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from agent_runtime.models import AgentConfig
@@ -27,6 +26,7 @@ from orchestration.services.execution import task_run
 from orchestration.tracing import JsonFormatter
 from shop.models import Order, OrderNote
 from tests.agent_runtime.fake_openai import FakeEndpoint, responses_call, responses_message, use_endpoint
+from tests.factories import api_key
 from tests.lib.test_redaction import an_iban, card, email, phone, secret
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +89,7 @@ def test_sensitive_values_are_stored_nowhere_and_tools_get_the_real_ones(
     )
     use_endpoint(monkeypatch, endpoint)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create(username='c')).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(User.objects.create(username='c'))}")
     body = {
         "goal": f"Look up order A-1001, note a refund to card {values['card']} for {values['email']}",
         "input": {"order_number": "A-1001", "iban": values["iban"], "contact": {"phone": values["phone"]}},

@@ -504,8 +504,15 @@ def test_scrape_jobs_reach_the_web_and_every_worker() -> None:
         assert workers.get("dns_sd_configs"), "a scaled worker service needs DNS discovery, not static targets"
 
 
-def test_promtool_accepts_the_prometheus_configuration_and_its_rules() -> None:
-    result = _run(_tool("promtool"), "check", "config", str(PROMETHEUS_FILE))
+def test_promtool_accepts_the_prometheus_configuration_and_its_rules(tmp_path: Path) -> None:
+    # promtool checks that the scrape token's file exists: compose mounts it at /run/secrets/, so the check runs on
+    # a copy of the folder whose token path points at a file that exists here.
+    copy = tmp_path / "prometheus"
+    shutil.copytree(PROMETHEUS_FILE.parent, copy)
+    (tmp_path / "scrape-token").write_text("a-token")
+    config = PROMETHEUS_FILE.read_text().replace("/run/secrets/metrics_scrape_token", str(tmp_path / "scrape-token"))
+    (copy / PROMETHEUS_FILE.name).write_text(config)
+    result = _run(_tool("promtool"), "check", "config", str(copy / PROMETHEUS_FILE.name))
     assert result.returncode == 0, result.stdout + result.stderr
     rule_files = sorted(RULES_DIR.glob("*.yml"))
     # The rule files (recording.yml, alerts.yml) are another change's; their absence is reported, not hidden.
@@ -677,3 +684,17 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
     rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     result = _run(_tool("promtool"), "check", "rules", str(rule_file))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_the_app_with_the_scrape_token_the_app_is_given() -> None:
+    """In production /metrics answers only a scrape with METRICS_SCRAPE_TOKEN: compose must hand the same value to
+    the app (environment) and to Prometheus (a secret file its agent jobs read)."""
+    compose = _yaml(COMPOSE_FILE)
+    secret_path = "/run/secrets/metrics_scrape_token"
+    assert compose["secrets"]["metrics_scrape_token"] == {"environment": "METRICS_SCRAPE_TOKEN"}
+    assert "metrics_scrape_token" in compose["services"]["prometheus"]["secrets"]
+    for name in ("web", *_workers()):
+        assert "METRICS_SCRAPE_TOKEN" in _services()[name]["environment"], name
+    jobs = {job["job_name"]: job for job in _yaml(PROMETHEUS_FILE)["scrape_configs"]}
+    for job in ("agent-web", "agent-workers"):
+        assert jobs[job]["authorization"] == {"type": "Bearer", "credentials_file": secret_path}, job

@@ -19,6 +19,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -84,13 +85,16 @@ def prometheus(tmp_path: Path) -> Iterator[Any]:
     assert binary, "Prometheus is missing: run `make monitoring-tools` (Debian's prometheus package)"
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*, web: str, worker: str) -> Prometheus:
+    def start(*, web: str, worker: str, scrape_token: str) -> Prometheus:
+        # As in production (deploy/prometheus/prometheus.yml): the app answers only scrapes with its token.
+        (tmp_path / "scrape-token").write_text(scrape_token)
+        authorization = {"type": "Bearer", "credentials_file": str(tmp_path / "scrape-token")}
         config = {
             "global": {"scrape_interval": f"{SCRAPE_INTERVAL}s", "evaluation_interval": f"{SCRAPE_INTERVAL}s"},
             "rule_files": [str(RECORDING_RULES)],
             "scrape_configs": [
-                {"job_name": "agent-web", "static_configs": [{"targets": [web]}]},
-                {"job_name": "agent-workers", "static_configs": [{"targets": [worker]}]},
+                {"job_name": name, "static_configs": [{"targets": [target]}], "authorization": authorization}
+                for name, target in (("agent-web", web), ("agent-workers", worker))
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -170,7 +174,12 @@ def _bucket_of(seconds: float) -> int:
 
 
 def test_each_recording_rule_matches_the_database(
-    start_worker: StartWorker, live_server: LiveServer, prometheus: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_worker: StartWorker,
+    live_server: LiveServer,
+    prometheus: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
 ) -> None:
     orders_seed_demo()
     _declare_flaky_upstreams()
@@ -178,7 +187,12 @@ def test_each_recording_rule_matches_the_database(
         model="offline", defaults={"input_usd_per_million": Decimal("2.5"), "output_usd_per_million": Decimal("10")}
     )
     worker_port = _free_port()
+    # No address may scrape, only the token (production's setting): the scrape really authenticates.
+    scrape_token = "scrape-" + uuid.uuid4().hex
+    settings.METRICS_ALLOWED_NETWORKS, settings.METRICS_SCRAPE_TOKEN = [], scrape_token
     worker: WorkerProcess = start_worker(
+        METRICS_ALLOWED_NETWORKS="",
+        METRICS_SCRAPE_TOKEN=scrape_token,
         concurrency=2,
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "worker-metrics"),
         CELERY_METRICS_PORT=str(worker_port),
@@ -190,7 +204,7 @@ def test_each_recording_rule_matches_the_database(
     metrics._version_labels.cache_clear()
     metrics.series_warm_up()  # this process is the web app: its series at zero before the first submission
     web = urllib.parse.urlsplit(live_server.url).netloc
-    server = prometheus(web=web, worker=f"127.0.0.1:{worker_port}")
+    server = prometheus(web=web, worker=f"127.0.0.1:{worker_port}", scrape_token=scrape_token)
     wait_until(
         lambda: (
             sorted(v for _, v in server.query("up")) == [1.0, 1.0]

@@ -6,13 +6,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from orchestration.models import Approval, ApprovalDecision, Step, StepKind, Task, TaskState
 from orchestration.services.execution import task_run
 from shop.models import Order, Refund
-from tests.factories import submit_task
+from tests.factories import api_key, every_scope, submit_task
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +20,7 @@ BIG_REFUND = {"order_number": "A-1002", "amount_cents": 90000, "currency": "USD"
 
 def _client(user: User) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key(user, every_scope())}")
     return client
 
 

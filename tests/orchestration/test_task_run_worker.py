@@ -11,12 +11,11 @@ import pytest
 import redis
 from django.conf import settings
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 
 from orchestration.models import Step, StepKind, StepState, Task, TaskState
 from shop.models import OrderNote
 from shop.services import orders_seed_demo
-from tests.factories import LOOKUP_AND_NOTE, submit_task
+from tests.factories import LOOKUP_AND_NOTE, api_key, submit_task
 from tests.workers import StartWorker, wait_until
 
 pytestmark = pytest.mark.worker
@@ -56,7 +55,7 @@ def _state(task_id: object) -> str:
 def test_http_submission_runs_to_completed_on_a_worker_process(live_server: Any, start_worker: StartWorker) -> None:
     orders_seed_demo()
     user = User.objects.create_user("http-client")
-    token = Token.objects.create(user=user).key
+    token = api_key(user)
     worker = start_worker()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -22,13 +22,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from lib import otel
 from orchestration.models import Task, TaskState
 from shop.services import orders_seed_demo
-from tests.factories import LOOKUP_AND_NOTE, submit_task
+from tests.factories import LOOKUP_AND_NOTE, api_key, submit_task
 from tests.tracing.conftest import named, one, span_id, trace_of
 from tests.workers import StartWorker, wait_until
 
@@ -139,7 +138,7 @@ def test_a_clients_trace_continues_through_the_worker(
 ) -> None:
     orders_seed_demo()
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create(username='c')).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_key(User.objects.create(username='c'))}")
     worker = start_worker(
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=receiver.endpoint,

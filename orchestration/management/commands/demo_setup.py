@@ -14,12 +14,16 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
+from access.models import ApiToken
+from access.scopes import Scope
+from access.services import token_issue, token_revoke
 from agent_runtime.catalog import DEFAULT_AGENT, DEFAULT_INSTRUCTIONS
 from agent_runtime.models import AgentConfig, Rollout
 from agent_runtime.rollouts import rollout_start
 from agent_runtime.services import agent_propose
+from orchestration.models import WebhookEndpoint, WebhookEvent
+from orchestration.services.webhooks import webhook_endpoint_delete, webhook_endpoint_register
 from shop.models import Order
 from shop.services import orders_seed_demo
 
@@ -28,6 +32,8 @@ ADMIN_USERNAME = "admin"
 # attempt meets the lock and a retry after the backoff gets through.
 DEMO_SETTLEMENT_LOCK_SECONDS = 4
 CLIENT_USERNAME = "demo-client"
+DEMO_TOKEN_NAME = "demo client (make run)"
+DEMO_READ_ONLY_NAME = "demo read-only, 3/minute (make run)"
 # One user per role, neither a superuser: they see what the groups let them.
 ROLE_USERS = {"operator": "operators", "engineer": "platform engineers"}
 
@@ -97,6 +103,9 @@ class Command(BaseCommand):
         "to submit over the API, as JSON."
     )
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--webhook-port", type=int, default=8787, help="where make run's demo receiver listens")
+
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         password = None
@@ -105,7 +114,10 @@ class Command(BaseCommand):
             user_model.objects.create_superuser(ADMIN_USERNAME, "admin@example.invalid", password)
         passwords = {name: _role_user(name, group) for name, group in ROLE_USERS.items()}
         client, _ = user_model.objects.get_or_create(username=CLIENT_USERNAME)
-        token, _ = Token.objects.get_or_create(user=client)
+        token = _demo_token(client, DEMO_TOKEN_NAME, ApiToken.default_scopes())
+        # make run shows the guards with it: refused without the submit scope, then throttled past 3 a minute.
+        read_only = _demo_token(client, DEMO_READ_ONLY_NAME, [Scope.TASKS_READ], rate_per_minute=3)
+        webhook_secret = _demo_webhook_endpoint(client, options["webhook_port"])
         orders_seed_demo(settlement_lock_seconds=DEMO_SETTLEMENT_LOCK_SECONDS)
         canary = _demo_canary()
         Order.objects.filter(number="A-1004").update(settlement_locked_until=timezone.now() + DEMO_LONG_LOCK)
@@ -129,13 +141,33 @@ class Command(BaseCommand):
                     "admin_username": ADMIN_USERNAME,
                     "admin_password": password,
                     "role_passwords": passwords,
-                    "token": token.key,
+                    "token": token,
+                    "read_only_token": read_only,
+                    "webhook_secret": webhook_secret,
                     "submissions": submissions,
                     "follow_ups": follow_ups,
                     "canary": canary,
                 }
             )
         )
+
+
+def _demo_webhook_endpoint(client: Any, port: int) -> str:
+    """The demo client's endpoint at make run's local receiver, registered afresh each run so that its secret can
+    be handed to the receiver (only ciphertext is kept)."""
+    url = f"http://127.0.0.1:{port}/webhooks"
+    for old in WebhookEndpoint.objects.filter(owner=client):
+        webhook_endpoint_delete(endpoint_id=old.pk)
+    _, secret = webhook_endpoint_register(owner=client, url=url, events=WebhookEvent.values, actor="make run")
+    return secret
+
+
+def _demo_token(client: Any, name: str, scopes: list[str], rate_per_minute: int | None = None) -> str:
+    """A fresh key each run (only digests are stored, so an old key cannot be shown again); the previous run's token
+    of that name is revoked."""
+    for old in ApiToken.objects.filter(user=client, name=name, revoked_at__isnull=True):
+        token_revoke(token_id=old.pk, reason="replaced by the next make run")
+    return token_issue(user=client, name=name, scopes=scopes, rate_per_minute=rate_per_minute).key
 
 
 def _role_user(username: str, group: str) -> str | None:
