@@ -138,8 +138,8 @@ def test_demo_receiver_verifies_deduplicates_and_rejects(capsys: pytest.CaptureF
         server.server_close()
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        "verified msg_demo task t-1 COMPLETED",
-        "duplicate msg_demo ignored",
-        "REJECTED: bad signature",
-        "REJECTED: bad signature",
+        "  webhook: verified msg_demo task t-1 COMPLETED",
+        "  webhook: duplicate msg_demo ignored",
+        "  webhook: REJECTED: bad signature",
+        "  webhook: REJECTED: bad signature",
     ]
