@@ -48,6 +48,11 @@ CHROMIUM_ARGS = [
 # Fixed so that screenshots compare across runs; one timeout, for actions and `expect` alike, so that a missing
 # element fails in seconds.
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+CSP_MARK = "content security policy blocked"
+CSP_REPORTER = (
+    "document.addEventListener('securitypolicyviolation', (event) => console.error("
+    f"'{CSP_MARK} ' + event.effectiveDirective + ': ' + (event.blockedURI || 'inline') + ' on ' + event.documentURI));"
+)
 TIMEOUT_MS = 10_000
 DOCS_SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
 HERE = Path(__file__).parent
@@ -95,10 +100,22 @@ def _test_dir(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest) -> Iterator[Page]:
+def csp_blocked() -> list[str]:
+    """What the content security policy blocked on this test's pages (a test that provokes a block clears it)."""
+    return []
+
+
+@pytest.fixture
+def page(
+    browser: Browser, live_server: LiveServer, request: pytest.FixtureRequest, csp_blocked: list[str]
+) -> Iterator[Page]:
     context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
     context.set_default_timeout(TIMEOUT_MS)
+    # Every page the browser tests open runs under the admin's content security policy: anything it blocks (an
+    # inline script, a style, a frame) would break a page quietly, so it fails the test instead.
+    context.add_init_script(CSP_REPORTER)
     opened = context.new_page()
+    opened.on("console", lambda message: csp_blocked.append(message.text) if CSP_MARK in message.text else None)
     yield opened
     call = getattr(request.node, "_report_call", None)
     if call is not None and call.failed:
@@ -106,6 +123,7 @@ def page(browser: Browser, live_server: LiveServer, request: pytest.FixtureReque
         path.parent.mkdir(parents=True, exist_ok=True)
         opened.screenshot(path=path, full_page=True)
     context.close()
+    assert csp_blocked == [], f"the content security policy blocked: {csp_blocked}"
 
 
 @pytest.fixture
