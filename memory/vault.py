@@ -37,8 +37,9 @@ def task_scope(task_id: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _fernet() -> Fernet:
-    """REDACTION_VAULT_KEY if set (a Fernet key), else one derived from SECRET_KEY."""
+def vault_fernet() -> Fernet:
+    """REDACTION_VAULT_KEY if set (a Fernet key), else one derived from SECRET_KEY. Also seals what else is kept
+    encrypted at rest (webhook secrets)."""
     if settings.REDACTION_VAULT_KEY:
         return Fernet(settings.REDACTION_VAULT_KEY.encode())
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"redaction vault").derive(
@@ -100,7 +101,7 @@ def reveal(value: Any, *, scope: str) -> Any:
     known = {}
     for row in VaultedValue.objects.filter(scope=scope, token__in=tokens):
         try:
-            known[row.token] = json.loads(_fernet().decrypt(row.ciphertext.encode()))
+            known[row.token] = json.loads(vault_fernet().decrypt(row.ciphertext.encode()))
         except InvalidToken:
             continue  # vaulted under another key (SECRET_KEY rotated): the token stays a token
     return _replaced(value, known)
@@ -113,7 +114,7 @@ def _vault(scope: str, found: Found) -> None:
     for token, original in found.items():
         if token in have:
             continue
-        ciphertext = _fernet().encrypt(json.dumps(original).encode()).decode()
+        ciphertext = vault_fernet().encrypt(json.dumps(original).encode()).decode()
         try:
             with transaction.atomic():
                 VaultedValue.objects.create(scope=scope, token=token, ciphertext=ciphertext)

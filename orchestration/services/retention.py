@@ -44,7 +44,16 @@ from django.utils import timezone
 
 from memory.models import VaultedValue
 from memory.vault import task_scope
-from orchestration.models import TERMINAL_STATES, Step, StepState, Task
+from orchestration.models import (
+    TERMINAL_STATES,
+    Step,
+    StepState,
+    Task,
+    WebhookAttempt,
+    WebhookAuditEntry,
+    WebhookDelivery,
+    WebhookDeliveryState,
+)
 from orchestration.services.retention_archive import (
     Appended,
     ArchiveFile,
@@ -283,8 +292,23 @@ def _delete(task_ids: list[UUID]) -> tuple[int, int]:
     with connection.cursor() as cursor:
         for rel in relations:
             deleted[relation_model(rel)] = _delete_where(cursor, relation_model(rel), rel.field.column, task_ids)
+        webhooks = _settled_webhooks_delete(cursor, task_ids)
         tasks = _delete_where(cursor, Task, Task._meta.pk.column, task_ids)
-    return deleted.get(Step, 0), vaulted + sum(deleted.values()) + tasks
+    return deleted.get(Step, 0), vaulted + sum(deleted.values()) + webhooks + tasks
+
+
+def _settled_webhooks_delete(cursor: CursorWrapper, task_ids: list[UUID]) -> int:
+    """The tasks' delivered and failed webhook deliveries, with their attempts and audit. A pending one stays: its
+    outcome is still owed to the client (its payload holds everything it sends), so it carries no foreign key."""
+    quote = connection.ops.quote_name
+    settled = f"SELECT id FROM {quote(WebhookDelivery._meta.db_table)} WHERE task_id = ANY(%s) AND state = ANY(%s)"
+    params = [task_ids, [WebhookDeliveryState.DELIVERED, WebhookDeliveryState.FAILED]]
+    rows = 0
+    for model in (WebhookAttempt, WebhookAuditEntry):
+        cursor.execute(f"DELETE FROM {quote(model._meta.db_table)} WHERE delivery_id IN ({settled})", params)
+        rows += cursor.rowcount
+    cursor.execute(f"DELETE FROM {quote(WebhookDelivery._meta.db_table)} WHERE id IN ({settled})", params)
+    return rows + cursor.rowcount
 
 
 def _delete_where(cursor: CursorWrapper, model: type[models.Model], column: str, task_ids: list[UUID]) -> int:

@@ -24,7 +24,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from memory.vault import _fernet as vault_fernet  # the vault's key: secrets at rest are encrypted as its values are
+from memory.vault import vault_fernet  # the vault's key: secrets at rest are encrypted as its values are
 from orchestration.models import (
     Task,
     TaskState,

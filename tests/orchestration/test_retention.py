@@ -270,3 +270,27 @@ def test_beat_prunes_only_with_an_interval_set(interval: str, scheduled: bool) -
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.test_settings", "TASK_RETENTION_INTERVAL_SECONDS": interval}
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(scheduled)
+
+
+@pytest.mark.django_db
+def test_settled_webhook_deliveries_go_with_their_task_and_a_pending_one_stays(owner: User, settings: Any) -> None:
+    """A delivered or failed delivery (with its attempts and audit) goes with its pruned task; one still pending is
+    an outcome the client is owed, so it stays (its payload holds all it sends)."""
+    from orchestration.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryState
+    from orchestration.services.webhooks import webhook_endpoint_register
+
+    settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES = True
+    webhook_endpoint_register(owner=owner, url="http://127.0.0.1:9/hook", events=["task.completed"], actor="test")
+    delivered, pending, recent = run_completed(owner), run_completed(owner), run_completed(owner)
+    deliveries = {d.task_id: d for d in WebhookDelivery.objects.all()}
+    assert set(deliveries) == {delivered.pk, pending.pk, recent.pk}
+    settled = deliveries[delivered.pk]
+    WebhookDelivery.objects.filter(pk=settled.pk).update(state=WebhookDeliveryState.DELIVERED)
+    WebhookAttempt.objects.create(delivery=settled, number=1, started_at=timezone.now(), worker="test")
+    for task in (delivered, pending):
+        age(task, days=31)
+
+    tasks_prune(older_than=MONTH, pause_seconds=0)
+
+    assert set(WebhookDelivery.objects.values_list("task_id", flat=True)) == {pending.pk, recent.pk}
+    assert not WebhookAttempt.objects.filter(delivery_id=settled.pk).exists()

@@ -30,9 +30,9 @@ def test_the_settings_hold_the_planted_canaries_whatever_the_environment_says() 
     for name, value in canaries.items():
         assert getattr(settings, name) == value, f"{name} is not the planted canary"
     assert len(set(canaries.values())) == len(canaries)
-    from memory.vault import _fernet
+    from memory.vault import vault_fernet
 
-    sealed = _fernet().encrypt(b"value")
+    sealed = vault_fernet().encrypt(b"value")
     assert Fernet(canaries["REDACTION_VAULT_KEY"].encode()).decrypt(sealed) == b"value", "the vault uses the canary"
 
 
