@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -302,7 +303,7 @@ def _settled_webhooks_delete(cursor: CursorWrapper, task_ids: list[UUID]) -> int
     outcome is still owed to the client (its payload holds everything it sends), so it carries no foreign key."""
     quote = connection.ops.quote_name
     settled = f"SELECT id FROM {quote(WebhookDelivery._meta.db_table)} WHERE task_id = ANY(%s) AND state = ANY(%s)"
-    params = [task_ids, [WebhookDeliveryState.DELIVERED, WebhookDeliveryState.FAILED]]
+    params: list[Any] = [task_ids, [WebhookDeliveryState.DELIVERED.value, WebhookDeliveryState.FAILED.value]]
     rows = 0
     for model in (WebhookAttempt, WebhookAuditEntry):
         cursor.execute(f"DELETE FROM {quote(model._meta.db_table)} WHERE delivery_id IN ({settled})", params)
