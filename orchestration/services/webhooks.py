@@ -55,28 +55,42 @@ class WebhookRefused(ValueError):
 
 # --- what may be called ---------------------------------------------------------------------------------
 def webhook_url_refusal(url: str) -> str | None:
-    """Why the platform refuses to POST to `url`, or None. Checked at registration and again before every attempt
-    (a name can come to resolve elsewhere): no loopback, private, link-local or reserved address, and https only,
-    unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES (the local demo)."""
+    """Why the platform refuses to POST to `url`, or None: checked at registration (and, by `webhook_address`,
+    before every attempt)."""
+    try:
+        webhook_address(url, resolve=not settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES)
+    except WebhookRefused as exc:
+        return str(exc)
+    return None
+
+
+def webhook_address(url: str, *, resolve: bool = True) -> str | None:
+    """The address to connect to for `url` (None when not asked to resolve), or WebhookRefused: https only, no
+    credentials, and no loopback, private, link-local or reserved address, unless WEBHOOK_ALLOW_PRIVATE_ADDRESSES
+    (the local demo). A delivery connects to the address returned, never to the name again: a name that resolved
+    to a public address here could resolve to an internal one a moment later (DNS rebinding)."""
     parts = urlsplit(url)
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_ADDRESSES
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        return "must be an http(s) URL with a host"
+        raise WebhookRefused("must be an http(s) URL with a host")
     if parts.scheme != "https" and not allow_private:
-        return "must use https"
+        raise WebhookRefused("must use https")
     if parts.username or parts.password:
-        return "must not carry credentials"
-    if allow_private:
+        raise WebhookRefused("must not carry credentials")
+    if not resolve:
         return None
     try:
-        port = parts.port or 443
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        return f"host {parts.hostname} does not resolve ({exc})"
-    for address in sorted(addresses):
-        if _internal(str(address)):
-            return f"host {parts.hostname} resolves to {address}, a loopback, private, link-local or reserved address"
-    return None
+        raise WebhookRefused(f"host {parts.hostname} does not resolve ({exc})") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+    for address in addresses if not allow_private else []:
+        if _internal(address):
+            raise WebhookRefused(
+                f"host {parts.hostname} resolves to {address}, a loopback, private, link-local or reserved address"
+            )
+    return addresses[0]
 
 
 def _internal(address: str) -> bool:
