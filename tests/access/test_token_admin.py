@@ -70,3 +70,16 @@ def test_engineers_manage_tokens_and_operators_do_not_see_them(queue_groups: Non
     as_operator.force_login(operator)
     assert as_engineer.get(f"{CHANGELIST}add/").status_code == 200
     assert as_operator.get(CHANGELIST).status_code == 403
+
+
+def test_a_tokens_scopes_and_expiry_can_be_changed_but_not_its_owner(operator: Client) -> None:
+    owner, other = User.objects.create(username="svc"), User.objects.create(username="someone-else")
+    issued = token_issue(user=owner, name="svc", scopes=["tasks:read"])
+    change = f"{CHANGELIST}{issued.token.pk}/change/"
+    form = {"user": other.pk, "name": "svc", "scopes": ["tasks:read", "tasks:cancel"], "expires_at_0": "2030-01-01"}
+    form["expires_at_1"] = "00:00:00"
+    assert operator.post(change, form).status_code == 302
+    issued.token.refresh_from_db()
+    assert sorted(issued.token.scopes) == ["tasks:cancel", "tasks:read"]
+    assert issued.token.expires_at is not None and issued.token.expires_at.year == 2030
+    assert issued.token.user == owner  # read-only once issued
