@@ -258,7 +258,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["access.throttling.TokenRateThrottle"],
     "DEFAULT_PARSER_CLASSES": ["orchestration.api.parsers.BoundedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "orchestration.api.pagination.StrictPageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "access.openapi.ScopedAutoSchema",
     "EXCEPTION_HANDLER": "orchestration.api.errors.structured_exception_handler",

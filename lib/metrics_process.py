@@ -30,6 +30,8 @@ from prometheus_client.exposition import ThreadingWSGIServer, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from lib.metrics_access import scrape_allowed
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WORKER_PORT_ENV = "CELERY_METRICS_PORT"
 WORKER_ADDRESS_ENV = "CELERY_METRICS_ADDRESS"
@@ -153,8 +155,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def _guarded(app: Any) -> Any:
-    from lib.metrics_access import scrape_allowed
-
     def guarded(environ: dict[str, Any], start_response: Any) -> Any:
         remote_addr, authorization = environ.get("REMOTE_ADDR", ""), environ.get("HTTP_AUTHORIZATION", "")
         if scrape_allowed(remote_addr=remote_addr, authorization=authorization):

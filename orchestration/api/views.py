@@ -17,7 +17,6 @@ from access.openapi import ERROR_SCHEMA
 from access.scopes import Scope
 from agent_runtime.catalog import Budget
 from orchestration.api.errors import error_body
-from orchestration.api.pagination import StrictPageNumberPagination
 from orchestration.api.serializers import (
     ApprovalDecisionSerializer,
     TaskListQuerySerializer,
@@ -63,7 +62,6 @@ def task_response(request: Request, pk: str) -> Response:
 
 class TaskListCreateView(generics.ListAPIView[Task]):
     serializer_class = TaskSummarySerializer
-    pagination_class = StrictPageNumberPagination
     required_scopes = {"GET": Scope.TASKS_READ, "POST": Scope.TASKS_SUBMIT}
 
     def get_queryset(self) -> Any:

@@ -182,8 +182,8 @@ def signed_headers(*, message_id: str, payload: str, secrets: Sequence[str], at:
 
 def webhook_post(*, url: str, message_id: str, payload: str, secrets: Sequence[str]) -> AttemptResult:
     """The one place webhooks leave the platform: the address checked again (it may resolve elsewhere by now) and
-    connected to as checked, no redirect followed (a 3xx is a failure), the timeout applied to connect and to each
-    read, the answer read only as far as the excerpt."""
+    connected to as checked, no redirect followed (a 3xx is a failure), the timeout applied to connect and to the
+    read (twice it in all), the answer read only as far as the excerpt."""
     try:
         address = webhook_address(url)
     except WebhookRefused as exc:
@@ -203,7 +203,9 @@ def _post_to(url: str, address: str, *, body: bytes, headers: dict[str, str]) ->
     check all name the host, only the socket goes to the address."""
     parts = urlsplit(url)
     host = str(parts.hostname)
-    timeout = urllib3.Timeout(connect=settings.WEBHOOK_TIMEOUT_SECONDS, read=settings.WEBHOOK_TIMEOUT_SECONDS)
+    each = settings.WEBHOOK_TIMEOUT_SECONDS
+    # Connect and read share 2 x the timeout in all, as the claim's lease assumes.
+    timeout = urllib3.Timeout(connect=each, read=each, total=2 * each)
     pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
